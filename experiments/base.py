@@ -1,0 +1,62 @@
+"""Defaults shared by every experiment; each experiment file overrides what differs.
+
+Configs are data (ml_collections ConfigDict, locked so a typo in an override fails).
+`profiles.synthetic` holds the overrides applied when training on the built-in synthetic
+data, so a run finishes on a 2-core CPU; the recorded values are the seed's IDD setting.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.experiment = "base"
+    config.seed = 0
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "fcn"  # Key of jaxseg.models.MODELS.
+    config.model.dtype = "float32"  # Compute dtype; parameters stay float32.
+    config.model.options = ml_collections.ConfigDict()  # Architecture keyword arguments.
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "synthetic"  # "synthetic" or a path (IDD root or folder of CSVs).
+    # The course center-cropped 1080x1920 to 1088x1920 (a multiple of 32).
+    config.data.height = 1088
+    config.data.width = 1920
+    config.data.batch_size = 4
+    config.data.eval_batch_size = 4
+    config.data.void = "class"  # "ignore" (26 outputs) or "class" (27: the seed's course).
+    config.data.workers = 2  # grain worker processes; 0 decodes in the training process.
+    config.data.val_split = "val"
+    config.data.test_split = "test"
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.class_weights = "none"
+    config.loss.aux_weight = 0.5  # Auxiliary-head loss weight (torchvision's reference).
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adam"
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.schedule = "constant"  # "constant", "cosine" or "poly".
+    config.optimizer.warmup_steps = 0
+    config.optimizer.weight_decay = 0.0
+
+    config.train = ml_collections.ConfigDict()
+    config.train.epochs = 30
+    config.train.patience = 3  # Early stopping: epochs without a lower val loss.
+    config.train.log_every_steps = 10
+    config.train.checkpoint_every_steps = 0  # 0: only at epoch ends.
+
+    # The built-in synthetic dataset generated when `data.source` is "synthetic".
+    config.synthetic = ml_collections.ConfigDict(
+        {"train": 200, "val": 40, "test": 10, "height": 256, "width": 512, "seed": 0}
+    )
+
+    config.profiles = ml_collections.ConfigDict()
+    config.profiles.synthetic = ml_collections.ConfigDict(
+        {
+            "data": {"height": 128, "width": 256, "batch_size": 8, "eval_batch_size": 8},
+            "train": {"epochs": 10, "patience": 3},
+        }
+    )
+    return config

@@ -1,0 +1,38 @@
+"""Per-example transforms on {"image": [H,W,3] uint8, "label": [H,W] uint8} dicts.
+
+Images are resized bilinearly, labels with nearest neighbour (ids are never interpolated).
+"""
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def resize(example: dict, height: int, width: int) -> dict:
+    """Resizes image (bilinear) and label (nearest) to (height, width)."""
+    image, label = example["image"], example["label"]
+    if image.shape[:2] == (height, width):
+        return example
+    image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    label = np.asarray(Image.fromarray(label).resize((width, height), Image.NEAREST))
+    return {**example, "image": image, "label": label}
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """[H,W,3] uint8 RGB -> float32 normalised with ImageNet mean/std (as the seed did)."""
+    return (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def denormalize(image: np.ndarray) -> np.ndarray:
+    """Inverse of `normalize`, back to [H,W,3] uint8 for overlays."""
+    return np.clip((image * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_model_input(example: dict) -> dict:
+    """Final step: the batch contract {"image": float32 [H,W,3], "label": int32 [H,W]}."""
+    return {
+        "image": normalize(example["image"]),
+        "label": example["label"].astype(np.int32),
+    }
