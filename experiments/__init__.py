@@ -2,11 +2,15 @@
 
 import ml_collections
 
-from experiments import baseline, unet
+from experiments import baseline, custom, flip, rotation, unet, weighted_loss
 from jaxseg.errors import ConfigError
 
 EXPERIMENTS = {
     "baseline": baseline,
+    "flip": flip,
+    "rotation": rotation,
+    "weighted_loss": weighted_loss,
+    "custom": custom,
     "unet": unet,
 }
 

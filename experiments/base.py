@@ -27,11 +27,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.eval_batch_size = 4
     config.data.void = "class"  # "ignore" (26 outputs) or "class" (27: the seed's course).
     config.data.workers = 2  # grain worker processes; 0 decodes in the training process.
+    # Named augmentations applied in a fixed order (see jaxseg.data.augment), e.g.
+    # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
+    config.data.augment = ml_collections.ConfigDict()
     config.data.val_split = "val"
     config.data.test_split = "test"
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.class_weights = "none"
+    config.loss.class_weights = "none"  # Scheme of jaxseg.class_weights.CLASS_WEIGHTS.
+    config.loss.class_counts = "seed"  # Pixel counts: "seed" (SPEC 2) or a JSON file.
     config.loss.aux_weight = 0.5  # Auxiliary-head loss weight (torchvision's reference).
 
     config.optimizer = ml_collections.ConfigDict()

@@ -37,7 +37,9 @@ def confusion_matrix(
     pred_col = jnp.where((predictions >= 0) & (predictions < num_classes), predictions, num_classes)
     index = jnp.where(valid, labels * (num_classes + 1) + pred_col, 0)
     counts = jnp.bincount(
-        index.ravel(), weights=valid.ravel().astype(jnp.int32), length=num_classes * (num_classes + 1)
+        index.ravel(),
+        weights=valid.ravel().astype(jnp.int32),
+        length=num_classes * (num_classes + 1),
     )
     return counts.astype(jnp.int32).reshape(num_classes, num_classes + 1)
 

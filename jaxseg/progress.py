@@ -78,8 +78,10 @@ class Progress:
         self.bar.update(steps)
         if postfix:
             self.bar.set_postfix(
-                {k: (f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else v)
-                 for k, v in postfix.items()},
+                {
+                    k: (f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else v)
+                    for k, v in postfix.items()
+                },
                 refresh=False,
             )
 

@@ -21,9 +21,9 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from jaxseg import checkpoint, losses, metrics, models, parallel, progress
-from jaxseg.classes import CLASS_NAMES, NUM_CLASSES
-from jaxseg.data import pipeline, sources, synthetic
+from jaxseg import checkpoint, class_weights, losses, metrics, models, parallel, progress, report
+from jaxseg.classes import NUM_CLASSES, VOID
+from jaxseg.data import augment, pipeline, sources, stats, synthetic, transforms
 from jaxseg.errors import ConfigError, DataError
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -137,7 +137,19 @@ def train_step(
     if axis_name is not None:
         grads, loss = jax.lax.pmean((grads, loss), axis_name)
     state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
-    return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def predict_logits(state: TrainState, images: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Eval-mode logits [B, *size, K] float32, bilinearly resized to `size` if needed."""
+    outputs = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+    )
+    logits = _split_outputs(outputs)["out"].astype(jnp.float32)
+    if logits.shape[1:3] != tuple(size):
+        shape = (logits.shape[0], *size, logits.shape[-1])
+        logits = jax.image.resize(logits, shape, "bilinear", antialias=False)
+    return logits
 
 
 def eval_step(state: TrainState, batch: dict, *, class_weights: jax.Array | None, void: str):
@@ -145,10 +157,7 @@ def eval_step(state: TrainState, batch: dict, *, class_weights: jax.Array | None
 
     Returns {"loss_sum", "weight_sum", "confusion" [26, 27]}, all of which add over batches.
     """
-    outputs = state.apply_fn(
-        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
-    )
-    logits = _split_outputs(outputs)["out"]
+    logits = predict_logits(state, batch["image"], batch["label"].shape[1:])
     mask = jnp.broadcast_to(batch["mask"][:, None, None], batch["label"].shape)
     labels = losses.apply_void_policy(batch["label"], void)
     labels = jnp.where(mask, labels, losses.VOID)
@@ -182,6 +191,37 @@ def resolve_data(config: ml_collections.ConfigDict) -> Path:
     if not root.exists():
         raise DataError(f"{root}: no such data folder")
     return root
+
+
+def class_weights_for(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    train_source: sources.ExampleSource | None = None,
+) -> jax.Array | None:
+    """Per-output loss weights of the config's scheme and pixel counts (None: uniform).
+
+    `loss.class_counts: train` counts the training split's pixels once and keeps them in
+    the workdir's `class_counts.json`, which later runs and `evaluate` reuse.
+    """
+    if config.loss.class_weights == "none":
+        return None
+    counts_source = config.loss.class_counts
+    if counts_source == "train":
+        cached = workdir / "class_counts.json"
+        if not cached.exists():
+            if train_source is None:
+                raise DataError(f"{cached}: missing (made by jaxseg.train on first use)")
+            logging.info("counting class pixels of the training split for the class weights")
+            counts = stats.pixel_counts(train_source)
+            if progress.is_main_process():
+                cached.write_text(json.dumps([int(c) for c in counts]) + "\n")
+        counts_source = str(cached)
+    weights = class_weights.class_weights(
+        config.loss.class_weights,
+        class_weights.load_counts(counts_source),
+        losses.num_outputs(NUM_CLASSES, config.data.void),
+    )
+    return jnp.asarray(weights, jnp.float32)
 
 
 class EarlyStopping:
@@ -224,10 +264,144 @@ def _state_tree(state: TrainState) -> dict:
     }
 
 
+def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, TrainState]:
+    """The config and trained state of a run: its best checkpoint, else its latest."""
+    workdir = Path(workdir)
+    config_path = workdir / "config.json"
+    if not config_path.is_file():
+        raise DataError(f"{workdir}: not a jaxseg run (no config.json)")
+    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    state = create_train_state(
+        build_model(config),
+        create_optimizer(config, create_learning_rate(config, 1)),
+        jax.random.PRNGKey(config.seed),
+        (1, config.data.height, config.data.width, 3),
+    )
+    checkpoints = checkpoint.Checkpoints(workdir / "checkpoints")
+    restored = checkpoints.restore(_state_tree(state), which="best") or checkpoints.restore(
+        _state_tree(state)
+    )
+    checkpoints.close()
+    if restored is None:
+        raise DataError(f"{workdir / 'checkpoints'}: no checkpoint to load")
+    return config, state.replace(**restored[0])
+
+
+def predict_ids(state: TrainState, config: ml_collections.ConfigDict, image: np.ndarray):
+    """Level-3 ids [H, W] uint8 of one [H, W, 3] uint8 image, at the image's own size.
+
+    The image is resized to the model's input size; logits are resized back bilinearly.
+    A prediction of the void class (under `void: class`) is written as 255.
+    """
+    resized = transforms.resize(
+        {"image": image, "label": np.zeros(image.shape[:2], np.uint8)},
+        config.data.height,
+        config.data.width,
+    )["image"]
+    logits = _jitted_predict_logits(state, transforms.normalize(resized)[None], image.shape[:2])
+    ids = np.asarray(jnp.argmax(logits[0], axis=-1))
+    return np.where(ids >= NUM_CLASSES, VOID, ids).astype(np.uint8)
+
+
+_jitted_predict_logits = jax.jit(predict_logits, static_argnums=2)
+
+
+def write_report(
+    workdir: Path, config: ml_collections.ConfigDict, state: TrainState, root: Path
+) -> None:
+    """report/: the curves of metrics.jsonl, the first test image's overlay, report.md."""
+    out_dir = workdir / "report"
+    report.plot_curves(progress.read_metrics(workdir / "metrics.jsonl"), out_dir)
+    try:
+        test = sources.open_split(root, config.data.test_split, require_labels=False)
+    except DataError as e:
+        logging.info("no overlay: %s", e)
+    else:
+        example = sources.load_example(test[0])
+        label = None if test[0].label_path is None else example["label"]
+        prediction = predict_ids(state, config, example["image"])
+        report.save_overlay(
+            example["image"], prediction, label, out_dir / f"overlay_{example['name']}.png"
+        )
+    report.write_report_md(workdir)
+
+
+def _claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Writes config.json; a workdir of a run with another config is refused, not mixed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+    config_path = workdir / "config.json"
+    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config_json):
+        raise ConfigError(
+            f"{config_path}: this workdir holds a run with a different config; "
+            "use a new --workdir or the same settings to resume"
+        )
+    if progress.is_main_process():
+        config_path.write_text(config_json + "\n")
+
+
+def compile_steps(
+    config: ml_collections.ConfigDict, mesh, class_weights: jax.Array | None
+) -> tuple:
+    """`train_step` and `eval_step`, each jitted once with its static settings bound."""
+    weights = class_weights
+    loss_fn = functools.partial(
+        segmentation_loss,
+        class_weights=weights,
+        void=config.data.void,
+        aux_weight=config.loss.aux_weight,
+    )
+    repl, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    jitted_train_step = jax.jit(
+        functools.partial(train_step, loss_fn=loss_fn),
+        in_shardings=(repl, sharded),
+        out_shardings=(repl, repl),
+        donate_argnums=(0,),
+    )
+    jitted_eval_step = jax.jit(
+        functools.partial(eval_step, class_weights=weights, void=config.data.void),
+        in_shardings=(repl, sharded),
+        out_shardings=repl,
+    )
+    return jitted_train_step, jitted_eval_step
+
+
+class Throughput:
+    """Steps and images per second over logging windows; the first (compiling) one is
+    left out of the run's average."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.images, self.seconds, self.windows = 0, 0.0, 0
+
+    def step(self) -> None:
+        self.window_steps += 1
+
+    def end_window(self) -> tuple[int, float]:
+        """Closes a window: (its steps, its steps/s)."""
+        elapsed = time.perf_counter() - self.window_start
+        steps = self.window_steps
+        if self.windows > 0:
+            self.images += steps * self.batch_size
+            self.seconds += elapsed
+        self.windows += 1
+        self.window_start, self.window_steps = time.perf_counter(), 0
+        return steps, steps / elapsed
+
+    def images_per_sec(self) -> float:
+        return self.images / self.seconds if self.seconds else float("nan")
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_steps: int | None = None
 ) -> dict | None:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
+
+    Resume order: the latest checkpoint in the workdir, else a fresh initialisation.
+    Each epoch ends with a validation pass, a checkpoint (also kept as `best` when the val
+    mIoU improved) and the early-stopping test on the val loss. The results are those of
+    the best checkpoint.
 
     Args:
       config: an experiment config (see experiments/).
@@ -239,17 +413,7 @@ def train_and_evaluate(
       The results.json dict, or None when stopped early by `stop_after_steps`.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
-    config_path = workdir / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != config.to_dict():
-        raise ConfigError(
-            f"{config_path}: this workdir holds a run with a different config; "
-            "use a new --workdir or the same settings to resume"
-        )
-    if progress.is_main_process():
-        config_path.write_text(config_json + "\n")
-
+    _claim_workdir(config, workdir)
     root = resolve_data(config)
     data = config.data
     train_source = sources.open_split(root, "train")
@@ -263,158 +427,140 @@ def train_and_evaluate(
         raise DataError(f"{train_source.description}: fewer examples than batch size")
     total_steps = config.train.epochs * steps_per_epoch
     learning_rate = create_learning_rate(config, total_steps)
-    model = build_model(config)
-    rng = jax.random.PRNGKey(config.seed)
     state = create_train_state(
-        model,
+        build_model(config),
         create_optimizer(config, learning_rate),
-        rng,
+        jax.random.PRNGKey(config.seed),
         (data.batch_size, data.height, data.width, 3),
     )
     state = jax.device_put(state, parallel.replicated(mesh))
 
     checkpoints = checkpoint.Checkpoints(workdir / "checkpoints")
     restored = checkpoints.restore(_state_tree(state))
-    meta = {"epoch": 0, "early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
+    meta = {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
     if restored is not None:
         tree, meta = restored
         state = state.replace(**tree)
         logging.info("resuming from step %d in %s", int(state.step), workdir / "checkpoints")
     start_step = int(state.step)
+    weights = class_weights_for(config, workdir, train_source)
+    jitted_train_step, jitted_eval_step = compile_steps(config, mesh, weights)
 
-    class_weights = None
-    loss_fn = functools.partial(
-        segmentation_loss,
-        class_weights=class_weights,
-        void=data.void,
-        aux_weight=config.loss.aux_weight,
+    train_iter = iter(
+        pipeline.train_dataset(
+            train_source,
+            height=data.height,
+            width=data.width,
+            batch_size=data.batch_size,
+            seed=config.seed,
+            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
+            workers=data.workers,
+        )
     )
-    repl, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    jitted_train_step = jax.jit(
-        functools.partial(train_step, loss_fn=loss_fn),
-        in_shardings=(repl, sharded),
-        out_shardings=(repl, repl),
-        donate_argnums=(0,),
-    )
-    jitted_eval_step = jax.jit(
-        functools.partial(eval_step, class_weights=class_weights, void=data.void),
-        in_shardings=(repl, sharded),
-        out_shardings=repl,
-    )
-
-    train_data = pipeline.train_dataset(
-        train_source,
-        height=data.height,
-        width=data.width,
-        batch_size=data.batch_size,
-        seed=config.seed,
-        workers=data.workers,
-    )
-    train_iter = iter(train_data)
     if meta["data_iterator"] is not None:
         train_iter.set_state(meta["data_iterator"])
 
-    def val_batches():
-        return pipeline.eval_batches(
+    def validate(state: TrainState) -> dict:
+        batches = pipeline.eval_batches(
             val_source, height=data.height, width=data.width, batch_size=data.eval_batch_size
         )
+        return evaluate(jitted_eval_step, state, batches, mesh)
 
-    log = progress.MetricsLog(workdir / "metrics.jsonl", resume_step=start_step if restored else None)
+    log = progress.MetricsLog(
+        workdir / "metrics.jsonl", resume_step=start_step if restored else None
+    )
     early_stopping = EarlyStopping(config.train.patience, **meta["early_stopping"])
     best_mean_iou = meta["best_mean_iou"]
-    epoch = meta["epoch"]
-    bar = progress.Progress(total_steps, start_step, f"{config.experiment}")
-
-    last_saved = [start_step if restored else -1]
+    throughput = Throughput(data.batch_size)
+    bar = progress.Progress(total_steps, start_step, config.experiment)
+    saved_step = start_step if restored else -1
 
     def save(step: int, *, best: bool = False) -> None:
-        if step == last_saved[0] and not best:
-            return
-        last_saved[0] = step
-        meta_now = {
-            "epoch": epoch,
-            "early_stopping": early_stopping.state_dict(),
-            "best_mean_iou": best_mean_iou,
-            "data_iterator": train_iter.get_state(),
+        nonlocal saved_step
+        if step != saved_step or best:
+            meta = {
+                "early_stopping": early_stopping.state_dict(),
+                "best_mean_iou": best_mean_iou,
+                "data_iterator": train_iter.get_state(),
+            }
+            checkpoints.save(step, _state_tree(state), meta, best=best)
+            saved_step = step
+
+    try:
+        step, pending = start_step, []
+        while step < total_steps:
+            state, step_metrics = jitted_train_step(
+                state, parallel.shard_batch(next(train_iter), mesh)
+            )
+            step += 1
+            throughput.step()
+            pending.append(step_metrics)
+            end_of_epoch = step % steps_per_epoch == 0
+            if step % config.train.log_every_steps == 0 or end_of_epoch:
+                host = jax.device_get(pending)
+                pending = []
+                loss = float(np.mean([m["loss"] for m in host]))
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss {loss} at step {step}")
+                steps, steps_per_sec = throughput.end_window()
+                log.write(
+                    {
+                        "step": step,
+                        "epoch": step / steps_per_epoch,
+                        "train_loss": loss,
+                        "train_grad_norm": float(host[-1]["grad_norm"]),
+                        "learning_rate": float(learning_rate(step - 1)),
+                        "steps_per_sec": steps_per_sec,
+                        "images_per_sec": steps_per_sec * data.batch_size,
+                    }
+                )
+                bar.update(steps, loss=loss, img_s=steps_per_sec * data.batch_size)
+
+            if end_of_epoch:
+                epoch = step // steps_per_epoch
+                result = validate(state)
+                log.write({"step": step, "epoch": epoch, **_eval_record("val", result)})
+                bar.write(
+                    f"epoch {epoch}: val loss {result['loss']:.4f} "
+                    f"PA {result['pixel_accuracy']:.4f} mIoU {result['mean_iou']:.4f}"
+                )
+                stop = early_stopping.update(result["loss"])
+                is_best = result["mean_iou"] > best_mean_iou
+                best_mean_iou = max(best_mean_iou, result["mean_iou"])
+                save(step, best=is_best)
+                if stop:
+                    bar.write(
+                        f"early stopping: no lower val loss in {early_stopping.patience} epochs"
+                    )
+                    break
+            elif config.train.checkpoint_every_steps:
+                if step % config.train.checkpoint_every_steps == 0:
+                    save(step)
+            if stop_after_steps is not None and step - start_step >= stop_after_steps:
+                save(step)
+                return None
+
+        best = checkpoints.restore(_state_tree(state), which="best")
+        if best is not None:
+            state = state.replace(**best[0])
+        result = validate(state)
+        results = {
+            "experiment": config.experiment,
+            "split": data.val_split,
+            "pixel_accuracy": result["pixel_accuracy"],
+            "mean_iou": result["mean_iou"],
+            "iou": result["iou"],
+            "steps": step,
+            "epochs": step / steps_per_epoch,
+            "train_images_per_sec": throughput.images_per_sec(),
         }
-        checkpoints.save(step, _state_tree(state), meta_now, best=best)
-
-    stopped_early = False
-    step = start_step
-    window_start, window_steps, timed_images, timed_seconds = time.perf_counter(), 0, 0, 0.0
-    pending = []
-    while step < total_steps:
-        batch = next(train_iter)
-        state, step_metrics = jitted_train_step(state, parallel.shard_batch(batch, mesh))
-        step += 1
-        window_steps += 1
-        pending.append(step_metrics)
-        if step % config.train.log_every_steps == 0 or step % steps_per_epoch == 0:
-            host = jax.device_get(pending)
-            loss = float(np.mean([m["loss"] for m in host]))
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss} at step {step}")
-            elapsed = time.perf_counter() - window_start
-            steps_per_sec = window_steps / elapsed
-            if step - window_steps > start_step:  # Leave the compiling window out.
-                timed_images += window_steps * data.batch_size
-                timed_seconds += elapsed
-            log.write(
-                {
-                    "step": step,
-                    "epoch": step / steps_per_epoch,
-                    "train_loss": loss,
-                    "train_grad_norm": float(host[-1]["grad_norm"]),
-                    "learning_rate": float(learning_rate(step - 1)),
-                    "steps_per_sec": steps_per_sec,
-                    "images_per_sec": steps_per_sec * data.batch_size,
-                }
-            )
-            bar.update(window_steps, loss=loss, img_s=steps_per_sec * data.batch_size)
-            window_start, window_steps, pending = time.perf_counter(), 0, []
-
-        if step % steps_per_epoch == 0:
-            epoch = step // steps_per_epoch
-            result = evaluate(jitted_eval_step, state, val_batches(), mesh)
-            log.write({"step": step, "epoch": epoch, **_eval_record("val", result)})
-            bar.write(
-                f"epoch {epoch}: val loss {result['loss']:.4f} "
-                f"PA {result['pixel_accuracy']:.4f} mIoU {result['mean_iou']:.4f}"
-            )
-            stopped_early = early_stopping.update(result["loss"])
-            is_best = result["mean_iou"] > best_mean_iou
-            best_mean_iou = max(best_mean_iou, result["mean_iou"])
-            save(step, best=is_best)
-            if stopped_early:
-                bar.write(f"early stopping: val loss has not improved for {early_stopping.patience} epochs")
-                break
-        elif config.train.checkpoint_every_steps and step % config.train.checkpoint_every_steps == 0:
-            save(step)
-        if stop_after_steps is not None and step - start_step >= stop_after_steps:
-            save(step)
-            bar.close()
-            checkpoints.close()
-            return None
-    bar.close()
-
-    best = checkpoints.restore(_state_tree(state), which="best")
-    if best is not None:
-        state = state.replace(**best[0])
-    result = evaluate(jitted_eval_step, state, val_batches(), mesh)
-    results = {
-        "experiment": config.experiment,
-        "split": data.val_split,
-        "pixel_accuracy": result["pixel_accuracy"],
-        "mean_iou": result["mean_iou"],
-        "iou": result["iou"],
-        "steps": step,
-        "epochs": step / steps_per_epoch,
-        "train_images_per_sec": timed_images / timed_seconds if timed_seconds else float("nan"),
-    }
-    if progress.is_main_process():
-        (workdir / "results.json").write_text(progress.to_json(results, indent=2) + "\n")
-    checkpoints.close()
-    return results
+        if progress.is_main_process():
+            (workdir / "results.json").write_text(progress.to_json(results, indent=2) + "\n")
+            write_report(workdir, config, state, root)
+        return results
+    finally:
+        bar.close()
+        checkpoints.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -425,7 +571,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help='"synthetic" (default) or an IDD root / CSV folder')
     parser.add_argument("--workdir", help="output folder (default: runs/EXPERIMENT)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=3",
     )
     args = parser.parse_args(argv)

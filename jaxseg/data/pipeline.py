@@ -13,12 +13,12 @@ import grain
 import numpy as np
 from absl import flags
 
+from jaxseg.data import augment as augment_lib
 from jaxseg.data import sources, transforms
 
 
-def _prepare(example: sources.Example, height: int, width: int) -> dict:
-    decoded = sources.load_example(example)
-    return transforms.to_model_input(transforms.resize(decoded, height, width))
+def _load_resized(example: sources.Example, height: int, width: int) -> dict:
+    return transforms.resize(sources.load_example(example), height, width)
 
 
 def train_dataset(
@@ -28,21 +28,28 @@ def train_dataset(
     width: int,
     batch_size: int,
     seed: int,
+    augment: augment_lib.Augmentation | None = None,
     workers: int = 0,
 ) -> grain.IterDataset:
     """Endless training batches {"image": [B,H,W,3] f32, "label": [B,H,W] i32}.
 
+    Augmentations run after `repeat`, so each epoch draws new ones; their randomness is a
+    function of the seed and the position in the stream, hence restored with the iterator.
     Iterate with `iter(...)`; the iterator's `get_state()` / `set_state()` give exact resume.
     """
     if len(source) < batch_size:
         raise ValueError(f"{source.description}: {len(source)} examples < batch size {batch_size}")
-    prepare = functools.partial(_prepare, height=height, width=width)
     dataset = (
         grain.MapDataset.source(source)
         .seed(seed)
         .shuffle()
         .repeat()
-        .map(prepare)
+        .map(functools.partial(_load_resized, height=height, width=width))
+    )
+    if augment is not None:
+        dataset = dataset.random_map(augment)
+    dataset = (
+        dataset.map(transforms.to_model_input)
         .batch(batch_size, drop_remainder=True)
         .to_iter_dataset()
     )
@@ -54,17 +61,39 @@ def train_dataset(
     return dataset
 
 
+def _prepare_eval(example: sources.Example, height: int, width: int) -> dict:
+    """Image resized to the model's input size; label kept at its own resolution (SPEC 4)."""
+    decoded = sources.load_example(example)
+    model_input = transforms.to_model_input(transforms.resize(decoded, height, width))
+    return {**model_input, "label": decoded["label"].astype(np.int32)}
+
+
+def _stack(examples: list[dict], batch_size: int) -> dict:
+    count = len(examples)
+    examples = examples + [examples[-1]] * (batch_size - count)
+    batch = {key: np.stack([e[key] for e in examples]) for key in ("image", "label")}
+    batch["mask"] = np.arange(batch_size) < count
+    return batch
+
+
 def eval_batches(
     source: sources.ExampleSource, *, height: int, width: int, batch_size: int
 ) -> Iterator[dict]:
-    """Every example once, in order, as full batches with a `mask` [B] bool of real ones."""
+    """Every example once as full batches {"image", "label", "mask" [B] bool of real ones}.
+
+    Labels keep their native resolution, so predictions are scored at the label's size;
+    examples are batched with others of the same label size (IDD mixes sizes).
+    """
     dataset = grain.MapDataset.source(source).map(
-        functools.partial(_prepare, height=height, width=width)
+        functools.partial(_prepare_eval, height=height, width=width)
     )
-    for start in range(0, len(dataset), batch_size):
-        examples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        count = len(examples)
-        examples += [examples[-1]] * (batch_size - count)
-        batch = {key: np.stack([e[key] for e in examples]) for key in examples[0]}
-        batch["mask"] = np.arange(batch_size) < count
-        yield batch
+    pending: dict[tuple, list] = {}
+    for example in dataset:
+        group = pending.setdefault(example["label"].shape, [])
+        group.append(example)
+        if len(group) == batch_size:
+            yield _stack(group, batch_size)
+            group.clear()
+    for group in pending.values():
+        if group:
+            yield _stack(group, batch_size)

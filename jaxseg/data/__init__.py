@@ -1,0 +1,1 @@
+"""Data: IDD sources, the grain pipeline and the built-in synthetic dataset."""

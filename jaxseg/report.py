@@ -1,0 +1,468 @@
+"""Pictures and tables of finished runs: the seed's figures, overlays and its Table 1.
+
+Figures are built as matplotlib `Figure` objects by pure functions of the run's records
+(`loss_figure`, `accuracy_figure`, `class_iou_figure`) and saved separately, so tests and
+notebooks can inspect them; no pyplot state is used, rendering goes through Agg.
+
+Commands:
+  python -m jaxseg.report table --runs DIR [DIR ...] [--out table.md] [--all-classes]
+  python -m jaxseg.report plots --workdir DIR
+"""
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from jaxseg import cli
+from jaxseg.classes import CLASS_NAMES, NUM_CLASSES, PALETTE, SEED_CLASSES, colorize
+from jaxseg.errors import DataError
+
+# SPEC 2, Table 1: the seed's published numbers, keyed like jaxseg's experiment names.
+SEED_TABLE = {
+    name: dict(zip(("pixel_accuracy", "mean_iou", *SEED_CLASSES), row, strict=True))
+    for name, row in {
+        "baseline": (0.7944, 0.3371, 0.8632, 0.2323, 0.5084, 0.2419, 0.9403),
+        "flip": (0.7546, 0.2532, 0.8082, 0.1864, 0.2262, 0.2542, 0.8105),
+        "rotation": (0.8041, 0.3533, 0.8730, 0.2455, 0.5111, 0.3078, 0.9462),
+        "weighted_loss": (0.7991, 0.3444, 0.8648, 0.2406, 0.5104, 0.2967, 0.9472),
+        "custom": (0.3696, 0.0976, 0.6115, 0.0002, 0.2023, 0.0220, 0.6380),
+        "transfer": (0.8296, 0.4370, 0.8687, 0.1485, 0.7904, 0.3900, 0.9427),
+        "unet": (0.7486, 0.2577, 0.8266, 0.0038, 0.4794, 0.2225, 0.9125),
+    }.items()
+}
+
+REPORT_DIR = "report"
+RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.jsonl"
+
+# Line styles cycle over the palette colours so that similar IDD colours stay apart.
+_LINE_STYLES = ("-", "--", "-.", ":")
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """Per-epoch series of a run; NaN where a value is missing.
+
+    Attributes:
+      train_epochs: [E_t] epochs that have train records.
+      train_loss: [E_t] mean train loss of each epoch's records.
+      val_epochs: [E_v] epochs that have an evaluation.
+      val_loss: [E_v] validation loss.
+      val_pixel_accuracy: [E_v] validation pixel accuracy.
+      val_mean_iou: [E_v] validation mean IoU.
+      val_iou: class name -> [E_v] validation IoU, for every class of `CLASS_NAMES`.
+    """
+
+    train_epochs: np.ndarray
+    train_loss: np.ndarray
+    val_epochs: np.ndarray
+    val_loss: np.ndarray
+    val_pixel_accuracy: np.ndarray
+    val_mean_iou: np.ndarray
+    val_iou: dict[str, np.ndarray]
+
+
+def _float(value) -> float:
+    # metrics.jsonl and results.json store NaN as null.
+    return math.nan if value is None else float(value)
+
+
+def curves_from_records(records: Sequence[dict]) -> Curves:
+    """Groups metrics.jsonl records into per-epoch curves.
+
+    Train records carry a fractional epoch (step / steps per epoch), so a record at epoch
+    e belongs to epoch ceil(e) (the one it ends in); an epoch's train loss is the mean of its
+    records. Evaluation records carry the integer epoch they close; a repeated epoch keeps
+    its last record.
+
+    Args:
+      records: dicts as written to metrics.jsonl; train records have ``train_loss``,
+        evaluation records ``val_loss``, ``val_pixel_accuracy``, ``val_mean_iou``,
+        ``val_iou`` ({class name: IoU}).
+
+    Raises:
+      DataError: a train or evaluation record without a numeric ``epoch``.
+    """
+    train: dict[int, list[float]] = {}
+    val: dict[int, dict] = {}
+    for record in records:
+        if ("train_loss" in record or "val_loss" in record) and not isinstance(
+            record.get("epoch"), int | float
+        ):
+            raise DataError(f"metrics record of step {record.get('step')} has no numeric epoch")
+        if "train_loss" in record:
+            epoch = math.ceil(record["epoch"])
+            train.setdefault(epoch, []).append(_float(record["train_loss"]))
+        if "val_loss" in record:
+            val[int(record["epoch"])] = record
+    val_epochs = sorted(val)
+    val_records = [val[e] for e in val_epochs]
+
+    def series(key: str) -> np.ndarray:
+        return np.array([_float(r.get(key)) for r in val_records], np.float64)
+
+    return Curves(
+        train_epochs=np.array(sorted(train), np.float64),
+        train_loss=np.array([np.nanmean(train[e]) for e in sorted(train)], np.float64),
+        val_epochs=np.array(val_epochs, np.float64),
+        val_loss=series("val_loss"),
+        val_pixel_accuracy=series("val_pixel_accuracy"),
+        val_mean_iou=series("val_mean_iou"),
+        val_iou={
+            name: np.array(
+                [_float((r.get("val_iou") or {}).get(name)) for r in val_records], np.float64
+            )
+            for name in CLASS_NAMES
+        },
+    )
+
+
+def _plot(axes, x: np.ndarray, y: np.ndarray, **style) -> None:
+    # Leaving NaN points out (instead of gaps) joins the epochs around a missing value.
+    finite = np.isfinite(y)
+    axes.plot(x[finite], y[finite], marker="o", markersize=3, **style)
+
+
+def _epoch_axes(figure: Figure, title: str, ylabel: str):
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    return axes
+
+
+def loss_figure(curves: Curves) -> Figure:
+    """The seed's Figure 1: train and validation loss per epoch (two lines)."""
+    figure = Figure(figsize=(7, 4.5))
+    axes = _epoch_axes(figure, "Training and validation loss", "cross-entropy loss")
+    _plot(axes, curves.train_epochs, curves.train_loss, label="train")
+    _plot(axes, curves.val_epochs, curves.val_loss, label="validation")
+    axes.legend()
+    return figure
+
+
+def accuracy_figure(curves: Curves) -> Figure:
+    """The seed's Figure 2: validation pixel accuracy and mean IoU per epoch (two lines)."""
+    figure = Figure(figsize=(7, 4.5))
+    axes = _epoch_axes(figure, "Validation pixel accuracy and mean IoU", "score")
+    _plot(axes, curves.val_epochs, curves.val_pixel_accuracy, label="pixel accuracy")
+    _plot(axes, curves.val_epochs, curves.val_mean_iou, label="mean IoU")
+    axes.set_ylim(0, 1)
+    axes.legend()
+    return figure
+
+
+def class_iou_figure(curves: Curves) -> Figure:
+    """The seed's Figure 3: validation IoU per epoch of all 26 classes (one line each).
+
+    Lines use the IDD palette colours; the legend sits outside the axes, on the right.
+    """
+    figure = Figure(figsize=(11, 6))
+    axes = _epoch_axes(figure, "Validation IoU per class", "IoU")
+    for i, name in enumerate(CLASS_NAMES):
+        _plot(
+            axes,
+            curves.val_epochs,
+            curves.val_iou[name],
+            label=name,
+            color=np.array(PALETTE[i]) / 255,
+            linestyle=_LINE_STYLES[i % len(_LINE_STYLES)],
+        )
+    axes.set_ylim(0, 1)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    return figure
+
+
+FIGURES: dict[str, Callable[[Curves], Figure]] = {
+    "loss.png": loss_figure,
+    "accuracy.png": accuracy_figure,
+    "class_iou.png": class_iou_figure,
+}
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Renders `figure` with Agg to a PNG (tight box, so outside legends are kept)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def plot_curves(records: Sequence[dict], out_dir: str | Path) -> list[Path]:
+    """Writes loss.png, accuracy.png and class_iou.png of a run into `out_dir`.
+
+    Args:
+      records: the run's metrics.jsonl records (see `curves_from_records`).
+      out_dir: folder for the PNGs (created if needed).
+
+    Returns:
+      The paths written, in the order of `FIGURES`.
+
+    Raises:
+      DataError: no train or evaluation record among `records`.
+    """
+    curves = curves_from_records(records)
+    if not (curves.train_epochs.size or curves.val_epochs.size):
+        raise DataError("no train or evaluation records to plot")
+    return [save_figure(build(curves), Path(out_dir) / name) for name, build in FIGURES.items()]
+
+
+def blend(image: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Class colours over an image; void (and any id outside 0..25) leaves the image as is.
+
+    Args:
+      image: [H, W, 3] uint8 RGB.
+      ids: [H, W] integer class ids.
+      alpha: opacity of the class colours.
+
+    Returns:
+      [H, W, 3] uint8.
+    """
+    ids = np.asarray(ids)
+    mixed = (1 - alpha) * image.astype(np.float32) + alpha * colorize(ids).astype(np.float32)
+    valid = ((ids >= 0) & (ids < NUM_CLASSES))[..., None]
+    return np.where(valid, np.round(mixed), image).astype(np.uint8)
+
+
+def overlay_figure(
+    image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None
+) -> Figure:
+    """Image, prediction over the image and (if given) the ground truth, side by side.
+
+    A legend below names the classes present in the prediction or the ground truth.
+
+    Args:
+      image: [H, W, 3] uint8 RGB.
+      prediction: [H, W] class ids.
+      label: [H, W] ground-truth ids (255 = void, drawn black) or None.
+    """
+    height, width = image.shape[:2]
+    for name, ids in (("prediction", prediction), ("label", label)):
+        if ids is not None and np.shape(ids) != (height, width):
+            raise ValueError(f"{name} shape {np.shape(ids)} != image size {(height, width)}")
+    panels = [("image", image), ("prediction", blend(image, prediction))]
+    if label is not None:
+        panels.append(("ground truth", colorize(label)))
+    panel_width = 5.0
+    figure = Figure(figsize=(panel_width * len(panels), panel_width * height / width + 1.2))
+    for i, (title, picture) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), i + 1)
+        axes.imshow(picture, interpolation="nearest")
+        axes.set_title(title)
+        axes.set_axis_off()
+    present = np.unique(
+        np.concatenate([np.ravel(prediction), np.ravel(label if label is not None else [])])
+    )
+    handles = [
+        Patch(color=np.array(PALETTE[c]) / 255, label=CLASS_NAMES[c])
+        for c in present.astype(np.int64)
+        if 0 <= c < NUM_CLASSES
+    ]
+    if handles:
+        figure.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(len(handles), 7),
+            fontsize="small",
+            frameon=False,
+        )
+    return figure
+
+
+def save_overlay(
+    image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, path: str | Path
+) -> Path:
+    """Writes `overlay_figure(image, prediction, label)` as a PNG and returns its path."""
+    return save_figure(overlay_figure(image, prediction, label), path)
+
+
+def _number(value, path: Path, key: str) -> float:
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return _float(value)
+    raise DataError(f"{path}: {key} is {value!r}, expected a number")
+
+
+def load_results(path: str | Path) -> dict:
+    """Reads and checks a run's results.json (SPEC 7).
+
+    Returns:
+      {"experiment": str, "pixel_accuracy": float, "mean_iou": float, "iou": {name: float},
+      ...the file's other fields}; null values become NaN.
+
+    Raises:
+      DataError: the file is missing, not JSON, or lacks a field; the message names it.
+    """
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (has the run finished?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(results, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    for key, kind in (
+        ("experiment", str),
+        ("pixel_accuracy", None),
+        ("mean_iou", None),
+        ("iou", dict),
+    ):
+        if key not in results:
+            raise DataError(f"{path}: missing field {key!r}")
+        if kind is not None and not isinstance(results[key], kind):
+            raise DataError(f"{path}: {key} is {results[key]!r}, expected {kind.__name__}")
+    return {
+        **results,
+        "pixel_accuracy": _number(results["pixel_accuracy"], path, "pixel_accuracy"),
+        "mean_iou": _number(results["mean_iou"], path, "mean_iou"),
+        "iou": {k: _number(v, path, f"iou[{k!r}]") for k, v in results["iou"].items()},
+    }
+
+
+def format_score(value: float | None) -> str:
+    """Four decimals as in the seed's table; "n/a" for a missing or NaN score."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _table_classes(all_classes: bool) -> tuple[str, ...]:
+    # The seed's five first, as in its Table 1, then the other classes in id order.
+    if not all_classes:
+        return SEED_CLASSES
+    return SEED_CLASSES + tuple(c for c in CLASS_NAMES if c not in SEED_CLASSES)
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def results_table(runs: Sequence[tuple[str, dict]], all_classes: bool = False) -> str:
+    """A markdown table in the seed's columns, each run followed by the seed's row.
+
+    Args:
+      runs: (source, results) pairs: the run's folder and its `load_results` dict.
+      all_classes: add a column for every class, not only the seed's five.
+
+    Returns:
+      The table, one line per row, ending with a newline. The seed's published row (SPEC 2)
+      follows each run whose experiment it reports; the seed gave no other classes, so their
+      cells are empty there.
+    """
+    classes = _table_classes(all_classes)
+    lines = [
+        _markdown_row(("experiment", "source", "PA", "mIoU", *classes)),
+        _markdown_row(("---",) * (4 + len(classes))),
+    ]
+    for source, results in runs:
+        scores = [results["pixel_accuracy"], results["mean_iou"]]
+        scores += [results["iou"].get(c) for c in classes]
+        lines.append(_markdown_row((results["experiment"], source, *map(format_score, scores))))
+        seed = SEED_TABLE.get(results["experiment"])
+        if seed is not None:
+            cells = [format_score(seed[k]) for k in ("pixel_accuracy", "mean_iou")]
+            cells += [format_score(seed[c]) if c in seed else "" for c in classes]
+            lines.append(_markdown_row((results["experiment"], "seed (Table 1)", *cells)))
+    return "\n".join(lines) + "\n"
+
+
+def _run_facts(results: dict) -> str:
+    facts = [f"split: {results.get('split', '?')}"]
+    for key, spec in (("steps", "d"), ("epochs", ".2f"), ("train_images_per_sec", ".1f")):
+        value = results.get(key)
+        if isinstance(value, int | float):
+            facts.append(f"{key.replace('_', ' ')}: {value:{spec}}")
+    return ", ".join(facts)
+
+
+def _summary_table(results: dict) -> list[str]:
+    # Beside the seed's numbers when the seed ran this experiment.
+    seed = SEED_TABLE.get(results["experiment"])
+    header = ["metric", "this run"] + (["seed (Table 1)"] if seed else [])
+    lines = [_markdown_row(header), _markdown_row(["---"] * len(header))]
+    keys = [("PA", "pixel_accuracy"), ("mIoU", "mean_iou")] + [(c, c) for c in SEED_CLASSES]
+    for title, key in keys:
+        ours = results["iou"].get(key) if key in SEED_CLASSES else results[key]
+        cells = [title, format_score(ours)] + ([format_score(seed[key])] if seed else [])
+        lines.append(_markdown_row(cells))
+    return lines
+
+
+def write_report_md(workdir: str | Path) -> Path:
+    """Writes `report/report.md`: final numbers from results.json and links to the PNGs.
+
+    Lists PA, mIoU and the seed's five classes (beside the seed's Table 1 when it has the
+    experiment), then the IoU of every class, then the figures and overlays in `report/`.
+
+    Raises:
+      DataError: results.json is missing or invalid.
+    """
+    workdir = Path(workdir)
+    results = load_results(workdir / RESULTS_FILE)
+    report_dir = workdir / REPORT_DIR
+    report_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {results['experiment']}", "", _run_facts(results), ""]
+    lines += _summary_table(results)
+    lines += ["", "## IoU of every class", "", "| class | IoU |", "| --- | --- |"]
+    lines += [_markdown_row((c, format_score(results["iou"].get(c)))) for c in CLASS_NAMES]
+    pictures = [name for name in FIGURES if (report_dir / name).exists()]
+    pictures += sorted(p.name for p in report_dir.glob("*.png") if p.name not in FIGURES)
+    if pictures:
+        lines += ["", "## Figures"]
+        for name in pictures:
+            lines += ["", f"![{Path(name).stem}]({name})"]
+    path = report_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _table_command(args) -> None:
+    runs = [(str(d), load_results(Path(d) / RESULTS_FILE)) for d in args.runs]
+    table = results_table(runs, all_classes=args.all_classes)
+    if args.out:
+        Path(args.out).write_text(table)
+    print(table, end="")
+
+
+def _plots_command(args) -> None:
+    from jaxseg import progress  # Imports jax: only the plots command needs it.
+
+    workdir = Path(args.workdir)
+    metrics = workdir / METRICS_FILE
+    if not metrics.is_file():
+        raise DataError(f"{metrics}: no such file")
+    written = plot_curves(progress.read_metrics(metrics), workdir / REPORT_DIR)
+    if (workdir / RESULTS_FILE).exists():
+        written.append(write_report_md(workdir))
+    for path in written:
+        logging.info("wrote %s", path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = cli.parser("Figures and tables of finished runs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    table = commands.add_parser("table", help="markdown table of runs beside the seed's Table 1")
+    table.add_argument("--runs", nargs="+", required=True, metavar="DIR", help="run workdirs")
+    table.add_argument("--out", help="also write the table to this file")
+    table.add_argument("--all-classes", action="store_true", help="a column for every class")
+    table.set_defaults(run=_table_command)
+    plots = commands.add_parser("plots", help="regenerate a run's figures from metrics.jsonl")
+    plots.add_argument("--workdir", required=True, help="the run's workdir")
+    plots.set_defaults(run=_plots_command)
+    args = parser.parse_args(argv)
+    with cli.user_errors():
+        args.run(args)
+
+
+if __name__ == "__main__":
+    main()

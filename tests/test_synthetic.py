@@ -1,0 +1,210 @@
+"""The built-in synthetic dataset: IDD layout, determinism, alignment, CLI; and `colorize`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxseg.classes import NUM_CLASSES, PALETTE, VOID, colorize
+from jaxseg.data import synthetic
+from jaxseg.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"train": 6, "val": 3, "test": 2, "height": 64, "width": 128, "seed": 1}
+SKY, ROAD = 25, 0
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return synthetic.generate(tmp_path_factory.mktemp("synthetic") / "data", **TINY)
+
+
+def _labels(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted((root / "gtFine").rglob("*_gtFine_labellevel3Ids.png"))
+    }
+
+
+def _pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    images = sorted((root / "leftImg8bit" / split).rglob("*_leftImg8bit.jpg"))
+    pairs = []
+    for image in images:
+        stem = image.name.removesuffix("_leftImg8bit.jpg")
+        sequence = image.parent.name
+        pairs.append(
+            (image, root / "gtFine" / split / sequence / f"{stem}_gtFine_labellevel3Ids.png")
+        )
+    return pairs
+
+
+def test_files_follow_the_idd_layout(dataset):
+    names = set()
+    for split in synthetic.SPLITS:
+        pairs = _pairs(dataset, split)
+        assert len(pairs) == TINY[split]
+        for image_path, label_path in pairs:
+            assert label_path.is_file(), label_path
+            assert image_path.parent.name.startswith("s")
+            with Image.open(image_path) as image, Image.open(label_path) as label:
+                assert image.format == "JPEG" and image.mode == "RGB"
+                assert image.size == label.size == (TINY["width"], TINY["height"])
+            names.add(image_path.name)
+    assert len(names) == TINY["train"] + TINY["val"] + TINY["test"]  # Unique across splits.
+    # Nothing but the pairs and the manifest.
+    files = {p for p in dataset.rglob("*") if p.is_file()}
+    assert len(files) == 2 * len(names) + 1
+    manifest = json.loads((dataset / synthetic.MANIFEST).read_text())
+    assert manifest["params"] == TINY
+
+
+def test_labels_are_level3_ids_with_void(dataset):
+    present = np.zeros(256, bool)
+    counts = {split: np.zeros(NUM_CLASSES + 1, np.int64) for split in synthetic.SPLITS}
+    for split in synthetic.SPLITS:
+        for _, label_path in _pairs(dataset, split):
+            with Image.open(label_path) as label:
+                assert label.mode == "L"
+                ids = np.asarray(label)
+            values = np.unique(ids)
+            assert set(values.tolist()) <= set(range(NUM_CLASSES)) | {VOID}
+            present[values] = True
+            hist = np.bincount(ids.ravel(), minlength=256)
+            counts[split] += np.append(hist[:NUM_CLASSES], hist[VOID])
+    assert present[:NUM_CLASSES].sum() >= 10
+    assert present[[ROAD, SKY, 22, 24, 20]].all()  # road, sky, building, vegetation, pole
+    manifest = json.loads((dataset / synthetic.MANIFEST).read_text())
+    assert {s: c.tolist() for s, c in counts.items()} == manifest["pixel_counts"]
+
+
+def test_image_and_label_are_aligned(dataset):
+    """Sky pixels are bluer and brighter than road pixels: the image matches its label."""
+    sky, road = [], []
+    for split in synthetic.SPLITS:
+        for image_path, label_path in _pairs(dataset, split):
+            image = np.asarray(Image.open(image_path), np.float64)
+            label = np.asarray(Image.open(label_path))
+            sky.append(image[label == SKY])
+            road.append(image[label == ROAD])
+    sky, road = np.concatenate(sky).mean(axis=0), np.concatenate(road).mean(axis=0)
+    assert sky.mean() > road.mean() + 30
+    assert sky[2] - sky[0] > road[2] - road[0] + 10  # Blue minus red.
+
+
+def test_same_seed_is_byte_identical_other_seed_differs(tmp_path):
+    params = {**TINY, "train": 3, "val": 1, "test": 1}
+    a = _labels(synthetic.generate(tmp_path / "a", **params))
+    b = _labels(synthetic.generate(tmp_path / "b", **params))
+    assert a == b
+    other = synthetic.generate(tmp_path / "c", **{**params, "seed": 2})
+    c = {k.replace("/2_", "/1_"): v for k, v in _labels(other).items()}
+    assert c.keys() == a.keys()
+    assert all(c[k] != a[k] for k in a)
+
+
+def test_workers_do_not_change_the_data(tmp_path, dataset):
+    parallel = synthetic.generate(tmp_path / "parallel", **TINY, workers=2)
+    assert _labels(parallel) == _labels(dataset)
+
+
+def test_existing_dataset_is_reused_or_replaced(tmp_path):
+    params = {**TINY, "train": 2, "val": 1, "test": 0}
+    root = synthetic.generate(tmp_path / "d", **params)
+    manifest = root / synthetic.MANIFEST
+    before = manifest.stat().st_mtime_ns
+    assert synthetic.generate(root, **params) == root
+    assert manifest.stat().st_mtime_ns == before
+    synthetic.generate(root, **{**params, "train": 1})
+    assert len(_pairs(root, "train")) == 1
+    assert not list(tmp_path.glob(".d.*"))  # No temporary folders left behind.
+
+
+def test_refuses_foreign_folders_and_bad_parameters(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not a jaxseg synthetic dataset"):
+        synthetic.generate(foreign, **TINY)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    for bad in ({"height": 0}, {"width": -5}, {"train": 0}, {"seed": -1}):
+        with pytest.raises(ConfigError):
+            synthetic.generate(tmp_path / "new", **{**TINY, **bad})
+    with pytest.raises(ConfigError, match="unknown"):
+        synthetic.ensure_synthetic({"hieght": 64})
+
+
+def test_ensure_synthetic_caches_by_parameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    assert synthetic.default_cache_dir() == tmp_path / "cache"
+    params = {**TINY, "train": 2, "val": 1, "test": 0}
+    root = synthetic.ensure_synthetic(params)
+    assert root.parent == tmp_path / "cache" and root.name.startswith("synthetic-")
+    assert synthetic.read_manifest(root)["params"] == params
+    before = (root / synthetic.MANIFEST).stat().st_mtime_ns
+    assert synthetic.ensure_synthetic({**params, "workers": 2}) == root
+    assert (root / synthetic.MANIFEST).stat().st_mtime_ns == before
+    assert synthetic.cache_path({**params, "seed": 5}) != root
+
+
+def test_default_cache_dir_without_env(monkeypatch):
+    monkeypatch.delenv("JAXSEG_CACHE", raising=False)
+    assert synthetic.default_cache_dir() == Path.home() / ".cache" / "jaxseg"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jaxseg.data.synthetic", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_writes_a_dataset(tmp_path):
+    out = tmp_path / "cli"
+    result = _cli(
+        "--out", str(out), "--train", "2", "--val", "1", "--test", "1",
+        "--height", "32", "--width", "64", "--seed", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert "2 train" in result.stdout
+    assert synthetic.read_manifest(out)["params"]["seed"] == 4
+    assert len(_pairs(out, "train")) == 2 and len(_pairs(out, "test")) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--height", "0"), ("--train", "-3"), ("--width", "-1"), ("--workers", "0")],
+)
+def test_cli_rejects_bad_arguments(tmp_path, args):
+    result = _cli("--out", str(tmp_path / "x"), *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_rejects_a_foreign_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    result = _cli("--out", str(tmp_path), "--train", "1", "--height", "32", "--width", "64")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_colorize_uses_the_idd_palette():
+    assert len(PALETTE) == NUM_CLASSES
+    assert len(set(PALETTE)) == NUM_CLASSES
+    label = np.array([[*range(NUM_CLASSES), 26, VOID]], np.uint8)
+    rgb = colorize(label)
+    assert rgb.shape == (1, NUM_CLASSES + 2, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0, :NUM_CLASSES], np.array(PALETTE, np.uint8))
+    np.testing.assert_array_equal(rgb[0, NUM_CLASSES:], 0)
+    assert tuple(colorize(np.array([[0]]))[0, 0]) == (128, 64, 128)  # IDD's road purple.
+    assert tuple(colorize(np.array([[25]]))[0, 0]) == (70, 130, 180)  # IDD's sky blue.
