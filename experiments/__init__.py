@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from experiments import baseline, custom, flip, rotation, unet, weighted_loss
+from experiments import baseline, custom, flip, rotation, transfer, unet, weighted_loss
 from jaxseg.errors import ConfigError
 
 EXPERIMENTS = {
@@ -11,6 +11,7 @@ EXPERIMENTS = {
     "rotation": rotation,
     "weighted_loss": weighted_loss,
     "custom": custom,
+    "transfer": transfer,
     "unet": unet,
 }
 

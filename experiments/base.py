@@ -17,6 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.name = "fcn"  # Key of jaxseg.models.MODELS.
     config.model.dtype = "float32"  # Compute dtype; parameters stay float32.
     config.model.options = ml_collections.ConfigDict()  # Architecture keyword arguments.
+    # Start from converted weights (a `jaxseg.convert` folder) when the workdir has no
+    # checkpoint yet; "random_torchvision" converts a randomly initialised torchvision model.
+    config.model.init_from = ""
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "synthetic"  # "synthetic" or a path (IDD root or folder of CSVs).

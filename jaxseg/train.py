@@ -21,7 +21,17 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from jaxseg import checkpoint, class_weights, losses, metrics, models, parallel, progress, report
+from jaxseg import (
+    checkpoint,
+    class_weights,
+    convert,
+    losses,
+    metrics,
+    models,
+    parallel,
+    progress,
+    report,
+)
 from jaxseg.classes import NUM_CLASSES, VOID
 from jaxseg.data import augment, pipeline, sources, stats, synthetic, transforms
 from jaxseg.errors import ConfigError, DataError
@@ -67,8 +77,11 @@ def create_learning_rate(config: ml_collections.ConfigDict, total_steps: int) ->
 
 
 def create_optimizer(
-    config: ml_collections.ConfigDict, learning_rate: optax.Schedule
+    config: ml_collections.ConfigDict,
+    learning_rate: optax.Schedule,
+    frozen: tuple[str, ...] = (),
 ) -> optax.GradientTransformation:
+    """The config's optimizer; top-level parameter subtrees named in `frozen` never move."""
     opt = config.optimizer
     optimizers = {
         "adam": lambda: optax.adam(learning_rate),
@@ -77,7 +90,43 @@ def create_optimizer(
     }
     if opt.name not in optimizers:
         raise ConfigError(f"optimizer.name {opt.name!r}; valid: {', '.join(optimizers)}")
-    return optimizers[opt.name]()
+    tx = optimizers[opt.name]()
+    if not frozen:
+        return tx
+    # Frozen subtrees get zero updates and no optimizer state (weight decay included).
+    labels = functools.partial(_frozen_labels, frozen=frozen)
+    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def _frozen_labels(params: dict, frozen: tuple[str, ...]) -> dict:
+    labels = {}
+    for name, subtree in params.items():
+        label = "frozen" if name in frozen else "trained"
+        labels[name] = jax.tree.map(lambda _, label=label: label, subtree)
+    return labels
+
+
+def frozen_params(model: nn.Module) -> tuple[str, ...]:
+    """Top-level parameter names the model keeps frozen (transfer learning)."""
+    return model.frozen_params() if hasattr(model, "frozen_params") else ()
+
+
+def load_init_from(config: ml_collections.ConfigDict) -> dict | None:
+    """Variables of `model.init_from`: a `jaxseg.convert` output folder, or
+    "random_torchvision" for a converted randomly initialised torchvision model."""
+    init_from = config.model.init_from
+    if not init_from:
+        return None
+    if init_from == "random_torchvision":
+        arch = config.model.name
+        if arch not in convert.ARCHS:
+            raise ConfigError(f"model.init_from=random_torchvision: no torchvision {arch!r}")
+        init_from = convert.random_torchvision_weights(
+            arch, synthetic.default_cache_dir() / f"random-torchvision-{arch}"
+        )
+    if not (Path(init_from) / "jaxseg_convert.json").is_file():
+        raise DataError(f"{init_from}: not a folder written by `python -m jaxseg.convert`")
+    return convert.load_converted(init_from)
 
 
 def create_train_state(
@@ -271,9 +320,10 @@ def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, TrainS
     if not config_path.is_file():
         raise DataError(f"{workdir}: not a jaxseg run (no config.json)")
     config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    model = build_model(config)
     state = create_train_state(
-        build_model(config),
-        create_optimizer(config, create_learning_rate(config, 1)),
+        model,
+        create_optimizer(config, create_learning_rate(config, 1), frozen_params(model)),
         jax.random.PRNGKey(config.seed),
         (1, config.data.height, config.data.width, 3),
     )
@@ -427,14 +477,15 @@ def train_and_evaluate(
         raise DataError(f"{train_source.description}: fewer examples than batch size")
     total_steps = config.train.epochs * steps_per_epoch
     learning_rate = create_learning_rate(config, total_steps)
+    model = build_model(config)
     state = create_train_state(
-        build_model(config),
-        create_optimizer(config, learning_rate),
+        model,
+        create_optimizer(config, learning_rate, frozen_params(model)),
         jax.random.PRNGKey(config.seed),
         (data.batch_size, data.height, data.width, 3),
     )
-    state = jax.device_put(state, parallel.replicated(mesh))
 
+    # Resume order: the workdir's latest checkpoint, else `model.init_from`, else scratch.
     checkpoints = checkpoint.Checkpoints(workdir / "checkpoints")
     restored = checkpoints.restore(_state_tree(state))
     meta = {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
@@ -442,6 +493,12 @@ def train_and_evaluate(
         tree, meta = restored
         state = state.replace(**tree)
         logging.info("resuming from step %d in %s", int(state.step), workdir / "checkpoints")
+    elif (pretrained := load_init_from(config)) is not None:
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        variables = convert.merge_pretrained(variables, pretrained)
+        state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+        logging.info("initialised from %s", config.model.init_from)
+    state = jax.device_put(state, parallel.replicated(mesh))
     start_step = int(state.step)
     weights = class_weights_for(config, workdir, train_source)
     jitted_train_step, jitted_eval_step = compile_steps(config, mesh, weights)
