@@ -1,0 +1,177 @@
+"""`jaxseg.score`: IDD's metrics on folders of label PNGs, on hand-computed cases."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxseg import score
+from jaxseg.classes import CLASS_NAMES
+from jaxseg.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Image 1: ground truth with void as 255 and as 26 (IDD's evaluation files).
+GT1 = np.array(
+    [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 255, 255],
+        [2, 2, 26, 26],
+    ],
+    np.uint8,
+)
+PRED1 = np.array(
+    [
+        [0, 1, 1, 1],
+        [0, 0, 1, 255],  # A void prediction on class 1: a miss.
+        [2, 0, 5, 9],  # 5 and 9 only on void ground truth: not counted at all.
+        [2, 2, 2, 2],
+    ],
+    np.uint8,
+)
+# Image 2: class 3 only, mostly predicted as 4 (present in no ground truth: IoU 0, counted).
+GT2 = np.full((2, 2), 3, np.uint8)
+PRED2 = np.array([[3, 4], [4, 4]], np.uint8)
+
+# By hand over both images (one matrix, not a mean of per-image scores):
+#   class 0: TP 3, FN 1, FP 1 (gt 2 at [2,1]) -> 3/5
+#   class 1: TP 3, FN 1 (void prediction), FP 1 (gt 0 at [0,1]) -> 3/5
+#   class 2: TP 3, FN 1 -> 3/4;  class 3: TP 1, FN 3 -> 1/4;  class 4: FP 3 -> 0
+#   all others (5 and 9 included): NaN, left out of the mean.
+EXPECTED_IOU = {"road": 0.6, "drivable fallback": 0.6, "sidewalk": 0.75,
+                "non-drivable fallback": 0.25, "person": 0.0}  # fmt: skip
+EXPECTED_PA = (3 + 3 + 3 + 1) / (12 + 4)
+EXPECTED_MIOU = (0.6 + 0.6 + 0.75 + 0.25 + 0.0) / 5
+
+
+def save(path: Path, label: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(label).save(path)
+
+
+def upsample(label: np.ndarray, factor: int) -> np.ndarray:
+    return label.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    gt, pred = tmp_path / "gt" / "val", tmp_path / "pred"
+    save(gt / "201" / "frame0001_gtFine_labellevel3Ids.png", GT1)
+    save(gt / "0" / "000002_gtFine_labellevel3Ids.png", GT2)
+    save(gt / "0" / "000002_gtFine_color.png", np.zeros((2, 2), np.uint8))  # Not a label.
+    # Suffixes stripped; a prediction at twice the label's size is resized to it.
+    save(pred / "frame0001_leftImg8bit_pred.png", upsample(PRED1, 2))
+    save(pred / "sub" / "000002_prediction.png", PRED2)
+    return gt, pred
+
+
+def check_scores(scores: dict) -> None:
+    assert scores["pixel_accuracy"] == pytest.approx(EXPECTED_PA)
+    assert scores["mean_iou"] == pytest.approx(EXPECTED_MIOU)
+    for name in CLASS_NAMES:
+        if name in EXPECTED_IOU:
+            assert scores["iou"][name] == pytest.approx(EXPECTED_IOU[name]), name
+        else:
+            assert math.isnan(scores["iou"][name]), name
+
+
+def test_hand_computed_metrics(folders):
+    gt, pred = folders
+    scores = score.score_folders(pred, gt)
+    assert scores["images"] == 2
+    check_scores(scores)
+
+
+def test_match_key_strips_stacked_suffixes():
+    assert score.match_key(Path("a/frame0029_leftImg8bit_pred.png")) == "frame0029"
+    assert score.match_key(Path("frame0029_gtFine_labellevel3Ids.png")) == "frame0029"
+    assert score.match_key(Path("000123_labelIds.png")) == "000123"
+    assert score.match_key(Path("000123.png")) == "000123"
+
+
+def test_prediction_smaller_than_label_is_upsampled_nearest(tmp_path):
+    save(tmp_path / "gt" / "x_gtFine_labellevel3Ids.png", upsample(np.array([[1, 2]], np.uint8), 3))
+    save(tmp_path / "pred" / "x_pred.png", np.array([[1, 2]], np.uint8))
+    scores = score.score_folders(tmp_path / "pred", tmp_path / "gt")
+    assert scores["pixel_accuracy"] == 1.0
+    assert scores["iou"]["drivable fallback"] == scores["iou"]["sidewalk"] == 1.0
+
+
+def test_repeated_ids_pair_by_sequence_folder(tmp_path):
+    # IDD Part II: frame0001 in two sequences; predictions keep the sequence folders.
+    for seq, value in (("201", 0), ("202", 2)):
+        save(
+            tmp_path / "gt" / seq / "frame0001_gtFine_labellevel3Ids.png",
+            np.full((2, 2), value, np.uint8),
+        )
+        save(tmp_path / "pred" / seq / "frame0001_pred.png", np.full((2, 2), value, np.uint8))
+    assert score.score_folders(tmp_path / "pred", tmp_path / "gt")["pixel_accuracy"] == 1.0
+    # Flat predictions cannot tell the two apart: an error, not a silent mix-up.
+    for path in (tmp_path / "pred").rglob("*.png"):
+        path.unlink()
+    save(tmp_path / "pred" / "frame0001_pred.png", np.zeros((2, 2), np.uint8))
+    with pytest.raises(DataError, match="frame0001"):
+        score.score_folders(tmp_path / "pred", tmp_path / "gt")
+
+
+def run_score(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxseg.score", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_cli_prints_metrics_and_writes_results_json(folders, tmp_path):
+    gt, pred = folders
+    out = tmp_path / "results" / "score.json"
+    result = run_score("--pred", pred, "--gt", gt, "--json", out)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["pixel", "accuracy", f"{EXPECTED_PA:.4f}"]
+    assert lines[2].split() == ["mean", "IoU", f"{EXPECTED_MIOU:.4f}"]
+    assert [line.split()[0] for line in lines[3:8]] == [
+        "road",
+        "sidewalk",
+        "car",
+        "billboard",
+        "sky",
+    ]
+    assert len(lines) == 9 + len(CLASS_NAMES)
+    record = json.loads(out.read_text())
+    assert set(record) == {"experiment", "split", "pixel_accuracy", "mean_iou", "iou", "steps",
+                           "epochs", "train_images_per_sec"}  # fmt: skip
+    assert record["experiment"] == "score" and record["split"] == "val"
+    assert (record["steps"], record["epochs"], record["train_images_per_sec"]) == (0, 0.0, 0.0)
+    assert record["iou"]["car"] is None  # Absent class: NaN, written as null.
+    check_scores(
+        {**record, "iou": {k: math.nan if v is None else v for k, v in record["iou"].items()}}
+    )
+
+
+def test_cli_ground_truth_without_prediction_is_an_error(folders):
+    gt, pred = folders
+    (pred / "sub" / "000002_prediction.png").unlink()
+    result = run_score("--pred", pred, "--gt", gt)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "000002_gtFine_labellevel3Ids.png" in lines[0] and "no prediction" in lines[0]
+
+
+def test_cli_bad_prediction_png_is_an_error(folders):
+    gt, pred = folders
+    Image.new("RGB", (4, 4)).save(pred / "sub" / "000002_prediction.png")  # Colours, not ids.
+    result = run_score("--pred", pred, "--gt", gt)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {pred / 'sub' / '000002_prediction.png'}: label PNG has mode RGB, expected L (ids)"
+    ]
