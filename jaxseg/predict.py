@@ -17,32 +17,39 @@ from jaxseg.errors import DataError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-def find_images(path: str | Path) -> list[Path]:
-    """An image file, or every image under a folder (recursively), sorted."""
+def find_images(path: str | Path) -> list[tuple[Path, Path]]:
+    """(image, path relative to the input) for an image file or every image under a folder.
+
+    Relative paths keep IDD's sequence folders, whose frame names repeat across folders.
+    """
     path = Path(path)
     if path.is_file():
-        return [path]
+        return [(path, Path(path.name))]
     if not path.is_dir():
         raise DataError(f"{path}: no such image file or folder")
     images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not images:
         raise DataError(f"{path}: no .png/.jpg images found")
-    return images
+    return [(p, p.relative_to(path)) for p in images]
 
 
-def predict_images(workdir: str | Path, images: list[Path], out_dir: str | Path) -> list[Path]:
-    """Writes a prediction PNG and an overlay per image; returns the prediction paths."""
+def predict_images(
+    workdir: str | Path, images: list[tuple[Path, Path]], out_dir: str | Path
+) -> list[Path]:
+    """Writes a prediction PNG and an overlay per image under `out_dir`, mirroring the
+    input's subfolders; returns the prediction paths."""
     config, state = train.load_trained(workdir)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in images:
+    for path, relative in images:
         image = sources.read_image(str(path))
         ids = train.predict_ids(state, config, image)
-        name = path.name.rsplit(".", 1)[0].removesuffix("_leftImg8bit")
-        Image.fromarray(ids).save(out_dir / f"{name}_pred.png")
-        Image.fromarray(report.blend(image, ids)).save(out_dir / f"{name}_overlay.jpg", quality=90)
-        written.append(out_dir / f"{name}_pred.png")
+        name = relative.name.rsplit(".", 1)[0].removesuffix("_leftImg8bit")
+        target = out_dir / relative.parent
+        target.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids).save(target / f"{name}_pred.png")
+        Image.fromarray(report.blend(image, ids)).save(target / f"{name}_overlay.jpg", quality=90)
+        written.append(target / f"{name}_pred.png")
     return written
 
 
