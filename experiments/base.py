@@ -60,10 +60,19 @@ def get_config() -> ml_collections.ConfigDict:
     )
 
     config.profiles = ml_collections.ConfigDict()
+    # Decoding 8 small JPEGs costs ~30 ms a step: worker processes would only compete with
+    # XLA for the 2 cores. A short cosine schedule from a higher rate converges faster.
     config.profiles.synthetic = ml_collections.ConfigDict(
         {
-            "data": {"height": 128, "width": 256, "batch_size": 8, "eval_batch_size": 8},
-            "train": {"epochs": 10, "patience": 3},
+            "data": {
+                "height": 128,
+                "width": 256,
+                "batch_size": 8,
+                "eval_batch_size": 8,
+                "workers": 0,
+            },
+            "optimizer": {"learning_rate": 3e-3, "schedule": "cosine"},
+            "train": {"epochs": 15, "patience": 3},
         }
     )
     return config

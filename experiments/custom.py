@@ -23,4 +23,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.eval_batch_size = 1
     small_crop = {"scale_crop": {**crop, "height": 128, "width": 128}}
     config.profiles.synthetic.data.augment = small_crop
+    config.profiles.synthetic.train.epochs = 10
     return config

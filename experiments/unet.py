@@ -20,5 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.batch_size = 1
     config.data.eval_batch_size = 1
     config.train.epochs = 20
+    config.train.patience = 0  # The seed ran a fixed 20 epochs.
     config.profiles.synthetic.model = {"options": {"base_width": 16}}
+    config.profiles.synthetic.train.epochs = 25
     return config

@@ -5,11 +5,14 @@ onto them by a transpose: ``Conv2d.kernel`` is HWIO (torch OIHW ``.transpose(2, 
 ``ConvTranspose2d.kernel`` is (kh, kw, in, out) (torch (in, out, kh, kw)
 ``.transpose(2, 3, 0, 1)``).
 
-On CPU, XLA's weight gradient of a stride-1 convolution at high resolution and few channels
-is several times slower than PyTorch's (SPEC 5). Stride-1 convolutions here therefore carry a
-``jax.custom_vjp`` whose weight gradient is a chunked im2col matmul; it is used when the
-default backend is the CPU and can be switched off per layer (``fast_weight_grad=False``) or
-globally (:func:`set_fast_weight_grad`). On GPU the plain ``lax.conv_general_dilated`` is used.
+On CPU, XLA's weight gradient of a stride-1 convolution has performance cliffs at high
+resolution (SPEC 5; 2x128x256x128->128 3x3: 0.94 s where the same FLOPs at 2x16x32x1024->1024
+take 0.49 s, one thread). Stride-1 convolutions here therefore carry a ``jax.custom_vjp``
+whose weight gradient is a chunked im2col matmul (1.2-2.3x faster from ~5 GFLOP up, 10-25%
+slower on small layers, where its im2col copy dominates). "Auto" uses it on the CPU backend
+for 1x1 kernels and for weight gradients of at least ``FAST_WEIGHT_GRAD_MIN_FLOPS``; a layer
+field (``fast_weight_grad``) or :func:`set_fast_weight_grad` forces it on or off. On GPU,
+auto is the plain ``lax.conv_general_dilated``.
 """
 
 import functools
@@ -29,7 +32,18 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+# ConvTranspose2d auto: col2im from this many input channels on CPU. Measured (one thread,
+# fwd+bwd, k3 s2): Ci 512 at 8x16 3.1x faster than subpixel, Ci 256 1.3x, Ci 128 1.0x,
+# Ci 64 at 128x256 0.8x; k2 s2 with Ci 128 and 1024: 1.4-1.5x.
+COL2IM_MIN_CHANNELS = 128
 _fast_weight_grad_default: bool | None = None
+
+
+# Auto threshold: 2 * B * Ho * Wo * kh * kw * Ci * Co of the weight gradient. Measured on a
+# 2-core AMD EPYC, one thread: 4.8 GFLOP layers are ~break-even (0.77-1.34x), 9.7 GFLOP and
+# up gain 1.2-2.3x, 0.9-1.2 GFLOP layers lose 4-23%.
+FAST_WEIGHT_GRAD_MIN_FLOPS = 4e9
 
 
 def set_fast_weight_grad(enabled: bool | None) -> None:
@@ -38,20 +52,24 @@ def set_fast_weight_grad(enabled: bool | None) -> None:
     The choice is read when a function is traced, so set it before ``jax.jit`` compiles.
 
     Args:
-      enabled: True or False forces the fast path on or off for every layer whose
-        ``fast_weight_grad`` field is None; None restores the default (on iff the default
-        backend is the CPU).
+      enabled: True or False forces the fast path on or off (stride-1 convolutions) for
+        every layer whose ``fast_weight_grad`` field is None; None restores auto (see the
+        module docstring).
     """
     global _fast_weight_grad_default
     _fast_weight_grad_default = enabled
 
 
-def _use_fast_weight_grad(flag: bool | None) -> bool:
+def _use_fast_weight_grad(
+    flag: bool | None, x_shape: Sequence[int], kernel_shape: Sequence[int], out_hw: int
+) -> bool:
     if flag is not None:
         return flag
     if _fast_weight_grad_default is not None:
         return _fast_weight_grad_default
-    return jax.default_backend() == "cpu"
+    kh, kw, ci, co = kernel_shape
+    flops = 2 * x_shape[0] * out_hw * kh * kw * ci * co
+    return jax.default_backend() == "cpu" and (kh * kw == 1 or flops >= FAST_WEIGHT_GRAD_MIN_FLOPS)
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -83,9 +101,8 @@ def conv_weight_grad(
     output gradient is padded with zero columns to width ``Wp``; those zeros cancel the
     positions where a shifted row wraps into the next one, so no gather is needed. The output
     rows are processed in chunks of about ``chunk_positions`` positions: the [P, kh*kw*Ci]
-    patch matrix of a chunk stays in cache, which on a 2-core CPU is ~2x faster than one
-    matmul over a fully materialised im2col matrix and ~20x faster than XLA's own weight
-    gradient at 2x256x512x64->64.
+    patch matrix of a chunk stays in cache, which measured ~2x faster than one matmul over
+    the fully materialised im2col matrix (and 9 per-tap matmuls) at 2x256x512x64->64.
 
     Args:
       x: [B, Hp, Wp, Ci] the padded convolution input.
@@ -172,15 +189,19 @@ def conv2d(
       stride: (sh, sw).
       padding: ((top, bottom), (left, right)) zero padding.
       dilation: (dh, dw) kernel dilation.
-      fast_weight_grad: use the im2col weight gradient (stride 1 only); None picks it on
-        the CPU backend unless switched off by :func:`set_fast_weight_grad`.
+      fast_weight_grad: use the im2col weight gradient (stride 1 only); None: the global
+        setting of :func:`set_fast_weight_grad`, else auto (see the module docstring).
 
     Returns:
       [B, Ho, Wo, Co] output.
     """
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)  # Hashable for custom_vjp.
-    if stride == (1, 1) and _use_fast_weight_grad(fast_weight_grad):
-        return _conv_fast_wgrad(x, kernel, padding, dilation)
+    if stride == (1, 1):
+        (top, bottom), (left, right) = padding
+        out_h = x.shape[1] + top + bottom - dilation[0] * (kernel.shape[0] - 1)
+        out_w = x.shape[2] + left + right - dilation[1] * (kernel.shape[1] - 1)
+        if _use_fast_weight_grad(fast_weight_grad, x.shape, kernel.shape, out_h * out_w):
+            return _conv_fast_wgrad(x, kernel, padding, dilation)
     return jax.lax.conv_general_dilated(
         x,
         kernel,
@@ -204,7 +225,7 @@ class Conv2d(nn.Module):
     param_dtype: Dtype = jnp.float32
     kernel_init: Initializer = torch_default_kernel_init
     bias_init: Initializer = nn.initializers.zeros  # torch draws U(+-1/sqrt(fan_in)).
-    fast_weight_grad: bool | None = None  # None: on for the CPU backend (see module doc).
+    fast_weight_grad: bool | None = None  # None: global setting, else auto (module doc).
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -265,12 +286,53 @@ def _subpixel_taps(kernel_size: int, stride: int, padding: int) -> tuple[np.ndar
     return index, t_hi, -t_lo
 
 
+def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """``ConvTranspose2d`` (output exactly ``stride`` x input) as one matmul plus shifted adds.
+
+    Every input pixel is multiplied by all k*k taps at once ([B*H*W, Ci] @ [Ci, k*k*Co]);
+    output phase (a, b) then sums the taps that land on it (1, 2, 2 and 4 of them for
+    k3 s2 p1), shifted as in :func:`_subpixel_taps`. This does k*k tap products per pixel
+    where the sub-pixel convolution does J*J*s*s (16 vs 9 for k3 s2), and every gradient is
+    a plain matmul, so on CPU it wins where channels are many and pixels few.
+
+    Args:
+      x: [B, H, W, Ci].
+      kernel: [k, k, Ci, Co] (torch's (Ci, Co, k, k) transposed (2, 3, 0, 1)).
+      stride: s.
+      padding: torch's padding p, with k + output_padding - 2p == s.
+
+    Returns:
+      [B, s*H, s*W, Co].
+    """
+    k, _, ci, co = kernel.shape
+    b, h, w, _ = x.shape
+    index, pad_lo, pad_hi = _subpixel_taps(k, stride, padding)
+    taps = jnp.dot(x.reshape(-1, ci), kernel.transpose(2, 0, 1, 3).reshape(ci, k * k * co))
+    taps = taps.reshape(b, h, w, k, k, co)
+    taps = jnp.pad(taps, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi), (0, 0), (0, 0), (0, 0)))
+    phases = []
+    for a in range(stride):
+        for c in range(stride):
+            terms = [
+                taps[:, jy : jy + h, jx : jx + w, ky, kx]
+                for jy, ky in enumerate(index[:, a])
+                for jx, kx in enumerate(index[:, c])
+                if ky < k and kx < k
+            ]
+            phases.append(functools.reduce(jnp.add, terms))
+    y = jnp.stack(phases, axis=3).reshape(b, h, w, stride, stride, co)
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * stride, w * stride, co)
+
+
 class ConvTranspose2d(nn.Module):
     """``torch.nn.ConvTranspose2d`` whose output is exactly ``stride`` times its input.
 
-    Computed in sub-pixel form: a stride-1 convolution producing ``stride**2 * features``
-    channels ordered (a, b, features), then depth-to-space. On CPU this is 18-25x faster to
-    differentiate than XLA's lhs-dilated convolution (SPEC 5). Supports every (k, s, p,
+    Never XLA's lhs-dilated convolution, whose gradient is 18-25x slower on CPU (SPEC 5).
+    Two exact formulations: "subpixel", a stride-1 convolution producing
+    ``stride**2 * features`` channels ordered (a, b, features), then depth-to-space; and
+    "col2im" (:func:`conv_transpose_col2im`). Auto (``method=None``) picks col2im on the CPU
+    backend for inputs of at least ``COL2IM_MIN_CHANNELS`` channels (measured 1.4-3x faster
+    there, up to 25% slower below) and subpixel otherwise. Supports every (k, s, p,
     output_padding) with ``k + output_padding - 2p == s``, e.g. (3, 2, 1, 1) in the FCN
     decoder and (2, 2, 0, 0) in U-Net.
     """
@@ -288,7 +350,8 @@ class ConvTranspose2d(nn.Module):
         1.0 / 3.0, "fan_in", "uniform", in_axis=-1, out_axis=-2
     )
     bias_init: Initializer = nn.initializers.zeros  # torch draws U(+-1/sqrt(fan_in)).
-    fast_weight_grad: bool | None = None  # See Conv2d.
+    fast_weight_grad: bool | None = None  # Subpixel form's conv; see Conv2d.
+    method: str | None = None  # "subpixel" or "col2im"; None: auto (see above).
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -315,6 +378,16 @@ class ConvTranspose2d(nn.Module):
             else None
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+
+        method = self.method
+        if method is None:
+            on_cpu = jax.default_backend() == "cpu"
+            method = "col2im" if on_cpu and ci >= COL2IM_MIN_CHANNELS else "subpixel"
+        if method == "col2im":
+            y = conv_transpose_col2im(x, kernel, s, p)
+            return y if bias is None else y + bias
+        if method != "subpixel":
+            raise ValueError(f"unknown ConvTranspose2d method {method!r}; valid: subpixel, col2im")
 
         index, pad_lo, pad_hi = _subpixel_taps(k, s, p)
         taps = index.shape[0]
