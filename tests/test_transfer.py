@@ -45,7 +45,9 @@ def test_frozen_backbone_params_and_statistics_do_not_change():
 
     for collection in ("params", "batch_stats"):
         jax.tree.map(
-            np.testing.assert_array_equal, start[collection]["backbone"], end[collection]["backbone"]
+            np.testing.assert_array_equal,
+            start[collection]["backbone"],
+            end[collection]["backbone"],
         )
     for head in ("classifier_0", "classifier_4", "aux_classifier_4"):
         changed = jax.tree.map(
