@@ -54,9 +54,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.log_every_steps = 10
     config.train.checkpoint_every_steps = 0  # 0: only at epoch ends.
 
-    # The built-in synthetic dataset generated when `data.source` is "synthetic".
+    # The built-in synthetic dataset generated when `data.source` is "synthetic";
+    # `classes: all` draws every level-3 class, "common" the large ones (see CLASS_SETS).
     config.synthetic = ml_collections.ConfigDict(
-        {"train": 200, "val": 40, "test": 10, "height": 256, "width": 512, "seed": 0}
+        {
+            "train": 200,
+            "val": 40,
+            "test": 10,
+            "height": 256,
+            "width": 512,
+            "seed": 0,
+            "classes": "common",
+        }
     )
 
     config.profiles = ml_collections.ConfigDict()

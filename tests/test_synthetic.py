@@ -1,5 +1,6 @@
 """The built-in synthetic dataset: IDD layout, determinism, alignment, CLI; and `colorize`."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def test_files_follow_the_idd_layout(dataset):
     files = {p for p in dataset.rglob("*") if p.is_file()}
     assert len(files) == 2 * len(names) + 1
     manifest = json.loads((dataset / synthetic.MANIFEST).read_text())
-    assert manifest["params"] == TINY
+    assert manifest["params"] == {**TINY, "classes": "common"}  # The default class set.
 
 
 def test_labels_are_level3_ids_with_void(dataset):
@@ -106,6 +107,54 @@ def test_same_seed_is_byte_identical_other_seed_differs(tmp_path):
     assert all(c[k] != a[k] for k in a)
 
 
+def _example_digest(classes: str | None, count: int = 8) -> str:
+    """A digest of `count` examples; None: `example`'s default class set."""
+    digest = hashlib.sha256()
+    for index in range(count):
+        args = (0, "train", index, 64, 128) + ((classes,) if classes else ())
+        image, label = synthetic.example(*args)
+        digest.update(image.tobytes() + label.tobytes())
+    return digest.hexdigest()
+
+
+def test_class_sets_are_explicit():
+    assert set(synthetic.CLASS_SETS) == {"all", "common"}
+    assert synthetic.CLASS_SETS["all"] == tuple(range(NUM_CLASSES))
+    common = set(synthetic.CLASS_SETS["common"])
+    assert common < set(range(NUM_CLASSES)) and len(common) >= 12
+    assert {ROAD, SKY, 22, 24, 9, 4} <= common  # road, sky, building, vegetation, car, person
+    assert not common & {5, 6, 7, 19}  # rider, motorcycle, bicycle, traffic light
+
+
+def test_common_draws_only_its_classes_and_differs_from_all():
+    common = set(synthetic.CLASS_SETS["common"])
+    present, present_all = set(), set()
+    for index in range(12):
+        image, label = synthetic.example(3, "val", index, 64, 128, "common")
+        ids = set(np.unique(label).tolist())
+        assert ids <= common | {VOID}, ids - common
+        present |= ids
+        other_image, other_label = synthetic.example(3, "val", index, 64, 128, "all")
+        assert not np.array_equal(image, other_image)
+        present_all |= set(np.unique(other_label).tolist())
+    assert len(present & common) >= 10
+    assert len(present_all - common - {VOID}) >= 3  # "all" still draws the rare classes.
+    assert _example_digest("common") != _example_digest("all")
+    # The default everywhere is "common".
+    assert synthetic.DEFAULT_PARAMS["classes"] == "common"
+    assert _example_digest("common") == _example_digest(None)
+
+
+def test_generate_all_classes(tmp_path):
+    params = {**TINY, "train": 3, "val": 1, "test": 0, "classes": "all"}
+    root = synthetic.generate(tmp_path / "all", **params)
+    assert synthetic.read_manifest(root)["params"] == params
+    labels = _labels(root)
+    assert labels == _labels(synthetic.generate(tmp_path / "all2", **params))
+    common = _labels(synthetic.generate(tmp_path / "common", **{**params, "classes": "common"}))
+    assert common.keys() == labels.keys() and common != labels
+
+
 def test_workers_do_not_change_the_data(tmp_path, dataset):
     parallel = synthetic.generate(tmp_path / "parallel", **TINY, workers=2)
     assert _labels(parallel) == _labels(dataset)
@@ -135,6 +184,12 @@ def test_refuses_foreign_folders_and_bad_parameters(tmp_path):
             synthetic.generate(tmp_path / "new", **{**TINY, **bad})
     with pytest.raises(ConfigError, match="unknown"):
         synthetic.ensure_synthetic({"hieght": 64})
+    for bad in ("rare", "", 3, None):
+        with pytest.raises(ConfigError, match="classes"):
+            synthetic.generate(tmp_path / "new", **{**TINY, "classes": bad})
+    with pytest.raises(ConfigError, match="valid: all, common"):
+        synthetic.ensure_synthetic({"classes": "Common"})
+    assert not (tmp_path / "new").exists()
 
 
 def test_ensure_synthetic_caches_by_parameters(tmp_path, monkeypatch):
@@ -143,11 +198,14 @@ def test_ensure_synthetic_caches_by_parameters(tmp_path, monkeypatch):
     params = {**TINY, "train": 2, "val": 1, "test": 0}
     root = synthetic.ensure_synthetic(params)
     assert root.parent == tmp_path / "cache" and root.name.startswith("synthetic-")
-    assert synthetic.read_manifest(root)["params"] == params
+    assert synthetic.read_manifest(root)["params"] == {**params, "classes": "common"}
+    # Leaving `classes` out means the default: the same dataset.
+    assert synthetic.ensure_synthetic({**params, "classes": "common"}) == root
     before = (root / synthetic.MANIFEST).stat().st_mtime_ns
     assert synthetic.ensure_synthetic({**params, "workers": 2}) == root
     assert (root / synthetic.MANIFEST).stat().st_mtime_ns == before
     assert synthetic.cache_path({**params, "seed": 5}) != root
+    assert synthetic.cache_path({**params, "classes": "all"}) != root
 
 
 def test_default_cache_dir_without_env(monkeypatch):
@@ -188,6 +246,20 @@ def test_cli_rejects_bad_arguments(tmp_path, args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_classes(tmp_path):
+    out = tmp_path / "cli"
+    args = ("--train", "1", "--val", "0", "--test", "0", "--height", "32", "--width", "64")
+    result = _cli("--out", str(out), *args, "--classes", "all")
+    assert result.returncode == 0, result.stderr
+    assert synthetic.read_manifest(out)["params"]["classes"] == "all"
+    result = _cli("--out", str(tmp_path / "bad"), *args, "--classes", "rare")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "all" in lines[0] and "common" in lines[0]
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_rejects_a_foreign_folder(tmp_path):
