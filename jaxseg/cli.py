@@ -17,6 +17,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description)
 
 
+def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--set key=value` (repeatable) into `args.overrides`."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turns a user mistake (JaxsegError, a missing file) into `error: ...` and exit code 2."""

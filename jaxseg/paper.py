@@ -52,14 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help='"synthetic" (default) or an IDD root / CSV folder')
     parser.add_argument("--out", required=True, help="folder for the runs and table.md")
     parser.add_argument("--experiments", help="comma-separated subset (default: all)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override applied to every experiment",
-    )
+    cli.add_overrides(parser, "override applied to every experiment")
     args = parser.parse_args(argv)
     with cli.user_errors():
         names = tuple(args.experiments.split(",")) if args.experiments else None

@@ -627,14 +627,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--experiment", required=True, help="name of a file in experiments/")
     parser.add_argument("--data", help='"synthetic" (default) or an IDD root / CSV folder')
     parser.add_argument("--workdir", help="output folder (default: runs/EXPERIMENT)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=3",
-    )
+    cli.add_overrides(parser, "override a config value, e.g. --set train.epochs=3")
     args = parser.parse_args(argv)
     with cli.user_errors():
         from jaxseg.config import load_config

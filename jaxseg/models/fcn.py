@@ -60,20 +60,23 @@ class ConvReLUBN(nn.Module):
 def fcn_decoder(
     x: jax.Array,
     widths: tuple[int, ...],
+    num_classes: int,
     *,
     train: bool,
     dtype: Dtype,
     param_dtype: Dtype,
     bn_axis_name: str | None,
 ) -> jax.Array:
-    """Applies the FCN decoder inside the caller's compact scope (submodules ``decoder_i``).
+    """Applies the FCN decoder and the 1x1 classifier inside the caller's compact scope
+    (submodules ``decoder_i`` and ``classifier``), shared by FCN and the RRCNN model.
 
     Args:
       x: [B, h, w, C] encoder output.
       widths: encoder widths; the decoder outputs them in reverse, one block per width.
+      num_classes: classifier outputs.
 
     Returns:
-      [B, h * 2**len(widths), w * 2**len(widths), widths[0]].
+      [B, h * 2**len(widths), w * 2**len(widths), num_classes] float32 logits.
     """
     for i, features in enumerate(reversed(widths)):
         x = ConvReLUBN(
@@ -84,7 +87,16 @@ def fcn_decoder(
             bn_axis_name=bn_axis_name,
             name=f"decoder_{i}",
         )(x, train=train)
-    return x
+    x = Conv2d(
+        num_classes,
+        kernel_size=1,
+        padding=0,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=xavier_uniform,
+        name="classifier",
+    )(x)
+    return x.astype(jnp.float32)
 
 
 class FCN(nn.Module):
@@ -125,21 +137,12 @@ class FCN(nn.Module):
                 bn_axis_name=self.bn_axis_name,
                 name=f"encoder_{i}",
             )(x, train=train)
-        x = fcn_decoder(
+        return fcn_decoder(
             x,
             self.widths,
+            self.num_classes,
             train=train,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
         )
-        x = Conv2d(
-            self.num_classes,
-            kernel_size=1,
-            padding=0,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=xavier_uniform,
-            name="classifier",
-        )(x)
-        return x.astype(jnp.float32)

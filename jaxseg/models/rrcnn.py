@@ -136,21 +136,12 @@ class RRCNNFCN(nn.Module):
                 name=f"encoder_{i}",
             )(x, train=train)
             x = max_pool_2x2(x)
-        x = fcn_decoder(
+        return fcn_decoder(
             x,
             self.widths,
+            self.num_classes,
             train=train,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
         )
-        x = Conv2d(
-            self.num_classes,
-            kernel_size=1,
-            padding=0,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=xavier_uniform,
-            name="classifier",
-        )(x)
-        return x.astype(jnp.float32)
