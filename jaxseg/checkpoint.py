@@ -8,7 +8,6 @@ killed while saving leaves the previous checkpoint intact.
 from pathlib import Path
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -54,7 +53,3 @@ class Checkpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
-
-
-def to_numpy(tree):
-    return jax.tree.map(np.asarray, tree)
