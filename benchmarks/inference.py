@@ -7,7 +7,7 @@ The defaults are full resolution: IDD's 1080x1920 frames padded to 1088 rows, as
 seed's loader did (FCN needs multiples of 32). Same weights, batch and timing as
 ``benchmarks.train_step``: jaxseg's jitted ``model.apply(train=False)`` against torch
 eager under ``torch.inference_mode`` (and ``torch.compile`` on a GPU). The table's
-"loss / max|Δ|" column holds each output's largest absolute difference from torch
+"loss / max abs Δ" column holds each output's largest absolute difference from torch
 eager's logits, a parity check at the benchmark's own weights and size.
 """
 
@@ -60,6 +60,7 @@ def _as_nhwc(logits) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> common.Result:
+    torch.set_num_threads(args.torch_threads)
     device = train_step.torch_device()
     pair = pairs.build_pair(args.model, train_step.parse_options(args.option), dtype=args.dtype)
     images = train_step.random_batch(args.batch, args.height, args.width)["image"]
@@ -115,4 +116,5 @@ def main(argv: list[str] | None = None) -> common.Result:
 
 
 if __name__ == "__main__":
+    common.reexec_with_huge_pages("benchmarks.inference")
     main()

@@ -129,8 +129,14 @@ def torch_batches(paths: list[str], workers: int):
     import torch
 
     torch.set_num_threads(1)  # Workers are the parallelism, as in grain.
+    # Spawned like grain's workers: forking a process that has JAX's threads can deadlock
+    # (benchmarks.all and the tests import JAX before the loaders run).
     return torch.utils.data.DataLoader(
-        _TorchImages(paths), batch_size=BATCH, num_workers=workers, drop_last=True
+        _TorchImages(paths),
+        batch_size=BATCH,
+        num_workers=workers,
+        drop_last=True,
+        multiprocessing_context="spawn" if workers else None,
     )
 
 

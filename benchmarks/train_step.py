@@ -148,6 +148,7 @@ def torch_variants(dtype: str, device: torch.device, compile_mode: str) -> dict[
 
 def run(args: argparse.Namespace) -> common.Result:
     """Builds, compiles, warms up and times both frameworks; see the module docstring."""
+    torch.set_num_threads(args.torch_threads)
     device = torch_device()
     pair = pairs.build_pair(args.model, parse_options(args.option), dtype=args.dtype)
     batch = random_batch(args.batch, args.height, args.width)
@@ -224,7 +225,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main_with(parser: argparse.ArgumentParser, argv: list[str] | None, run_fn) -> common.Result:
     """Parses flags, runs `run_fn`, prints (and optionally appends) the table."""
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.torch_threads)
     result = run_fn(args)
     lines = [*common.header(args.torch_threads), *common.result_lines(result)]
     print("\n".join(lines))
@@ -240,4 +240,5 @@ def main(argv: list[str] | None = None) -> common.Result:
 
 
 if __name__ == "__main__":
+    common.reexec_with_huge_pages("benchmarks.train_step")
     main()
