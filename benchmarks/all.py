@@ -90,8 +90,11 @@ def run_rows(
     for row in rows:
         left = budget_s - (time.perf_counter() - start)
         estimate = estimate_seconds(row, done)
+        if left <= 0:
+            row.skipped = "not run: time budget spent"
+            continue
         if estimate is not None and estimate > left:
-            row.skipped = f"not run: estimated {estimate:.0f} s > {max(left, 0):.0f} s left"
+            row.skipped = f"not run: estimated {estimate:.0f} s > {left:.0f} s left"
             continue
         parser = argparse.ArgumentParser()
         parsers[row.kind](parser)
