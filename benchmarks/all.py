@@ -167,6 +167,7 @@ def results_markdown(
         "  process. Memory: device peak on GPU; on CPU the RSS growth during the first step.",
         "  GFLOP: XLA's cost analysis of the jaxseg step (CPU rows include the im2col/col2im",
         "  formulations' extra work). MFU only where the device's peak is known (H100/H200).",
+        "- Profiles behind the speed changes and what stands in the way: `benchmarks/NOTES.md`.",
         "- custom = RRCNN encoder at depth 5; deeplabv3_resnet101 = the transfer experiment",
         "  (frozen backbone in eval mode, ASPP and heads trained, aux loss 0.5).",
     ]
