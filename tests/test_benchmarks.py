@@ -59,6 +59,14 @@ def test_train_step_table_and_equal_first_loss(model, capsys):
     assert result.flops and result.flops > 0
 
 
+def test_train_step_bf16_compares_with_torch_autocast(capsys):
+    result = train_step.main([*TINY_MODELS["fcn"], *TINY, "--dtype=bf16"])
+    _check_printed(capsys)
+    assert "bf16" in result.title and "AMP bf16" in result.title
+    jax_loss, torch_loss = (row.loss for row in result.rows)
+    assert np.isfinite(jax_loss) and jax_loss == pytest.approx(torch_loss, rel=0.05)
+
+
 @pytest.mark.parametrize("model", list(TINY_MODELS))
 def test_inference_table_and_parity_at_benchmark_weights(model, capsys):
     result = inference.main([*TINY_MODELS[model], *TINY])
@@ -101,13 +109,13 @@ def test_all_skips_rows_over_budget_and_writes_tables():
     ]
 
     def slow_run(args):
-        time.sleep(0.05)
+        time.sleep(0.5)
         return _fake_result(0.1)
 
-    # The first row takes 0.05 s, so the second (4x the pixels) is estimated at 0.2 s.
+    # The first row takes 0.5 s, so the second (4x the pixels) is estimated at 2 s.
     bench_all.run_rows(
         rows,
-        budget_s=0.15,
+        budget_s=1.5,
         row_budget_s=1.0,
         min_steps=1,
         runners={"train": slow_run, "inference": slow_run},
