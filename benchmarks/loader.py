@@ -13,11 +13,9 @@ outside a temporary folder.
 """
 
 import argparse
-import importlib.metadata
 import io
 import json
 import os
-import platform
 import tempfile
 import time
 from functools import partial
@@ -28,6 +26,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
+from benchmarks import common
 from jaxseg.data import prepare, sources, transforms
 from jaxseg.data.idd_labels import LEVEL3_IDS
 
@@ -130,8 +129,14 @@ def torch_batches(paths: list[str], workers: int):
     import torch
 
     torch.set_num_threads(1)  # Workers are the parallelism, as in grain.
+    # Spawned like grain's workers: forking a process that has JAX's threads can deadlock
+    # (benchmarks.all and the tests import JAX before the loaders run).
     return torch.utils.data.DataLoader(
-        _TorchImages(paths), batch_size=BATCH, num_workers=workers, drop_last=True
+        _TorchImages(paths),
+        batch_size=BATCH,
+        num_workers=workers,
+        drop_last=True,
+        multiprocessing_context="spawn" if workers else None,
     )
 
 
@@ -166,26 +171,6 @@ def bench_prepare(root: Path, workers: int) -> float:
     return time.perf_counter() - start
 
 
-def cpu_name() -> str:
-    """The CPU model, for the table's device line."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def versions() -> str:
-    """Python and library versions, for the table."""
-    names = ("grain", "torch", "pillow", "numpy")
-    return ", ".join(
-        [f"python {platform.python_version()}"]
-        + [f"{n} {importlib.metadata.version(n)}" for n in names]
-    )
-
-
 def best_runs(loaders: dict, repeats: int) -> dict[str, tuple[float, float, int]]:
     """Each loader's fastest of `repeats` interleaved runs (the machine may be shared)."""
     best = {}
@@ -197,15 +182,9 @@ def best_runs(loaders: dict, repeats: int) -> dict[str, tuple[float, float, int]
     return best
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=200, help="JPEGs per loader run")
-    parser.add_argument("--json-files", type=int, default=500, help="polygon JSONs to prepare")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per loader; best kept")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> list[str]:
+    """Runs both loaders and the label preparation; returns the printed lines."""
     workers = args.workers
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "images").mkdir()
@@ -221,33 +200,43 @@ def main(argv: list[str] | None = None) -> None:
         runs = best_runs(loaders, args.repeats)
         prepare_seconds = bench_prepare(tmp / "idd", workers)
 
-    load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"device: {cpu_name()}, {os.cpu_count()} cores ({platform.system()}), load {load_average}"
-    )
-    print(f"versions: {versions()}")
-    print(
+    lines = [
+        f"device: {common.cpu_name()}, {os.cpu_count()} cores, load {common.load_average()}",
+        "versions: " + common.versions(("grain", "torch", "pillow", "numpy")),
         f"loader: {args.images} JPEGs {WIDTH}x{HEIGHT} -> decode, resize {OUT_HEIGHT}x{OUT_WIDTH},"
-        f" ImageNet normalise, batch {BATCH}; best of {args.repeats}"
-    )
-    print(f"| {'loader':<24} | workers | start-up s | images/s whole run | images/s net |")
-    print(f"|{'-' * 26}|---------|------------|--------------------|--------------|")
-    whole, net = {}, {}
+        f" ImageNet normalise, batch {BATCH}; best of {args.repeats}",
+    ]
+    rows, whole, net = [], {}, {}
     for name, (startup, total, images) in runs.items():
         whole[name], net[name] = images / total, images / (total - startup)
         n = 1 if name.startswith("one") else workers
-        rates = f"{whole[name]:>18.1f} | {net[name]:>12.1f}"
-        print(f"| {name:<24} | {n:>7} | {startup:>10.2f} | {rates} |")
+        rows.append([name, n, f"{startup:.2f}", f"{whole[name]:.1f}", f"{net[name]:.1f}"])
+    headers = ("loader", "workers", "start-up s", "images/s whole run", "images/s net")
+    lines += common.markdown_table(headers, rows)
     grain_name, torch_name = "grain mp_prefetch", "torch DataLoader"
-    print(
-        f"ratio grain / torch: {whole[grain_name] / whole[torch_name]:.2f} whole run, "
-        f"{net[grain_name] / net[torch_name]:.2f} net of start-up"
-    )
-    print(
+    lines.append(
         f"prepare: {args.json_files} polygon JSONs ({WIDTH}x{HEIGHT}, 50-100 polygons), "
         f"{workers} workers: {args.json_files / prepare_seconds:.1f} files/s "
         f"({prepare_seconds:.1f} s)"
     )
+    lines.append(
+        f"ratio grain / torch images/s: {whole[grain_name] / whole[torch_name]:.2f} whole run, "
+        f"{net[grain_name] / net[torch_name]:.2f} net of start-up (target >= 1)"
+    )
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=200, help="JPEGs per loader run")
+    parser.add_argument("--json-files", type=int, default=500, help="polygon JSONs to prepare")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per loader; best kept")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    print("\n".join(run(parse_args(argv))))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,24 @@ def test_conv2d_matches_torch(stride, padding, dilation, fast):
     np.testing.assert_allclose(dparams["bias"], tconv.bias.grad.numpy(), rtol=1e-4, atol=1e-3)
 
 
+def test_1x1_conv2d_matches_torch():
+    """1x1 stride-1 convolutions are matmuls over channels; values and gradients as torch's."""
+    x = np.random.default_rng(0).standard_normal((2, 26, 6, 10)).astype(np.float32)
+    tconv = torch.nn.Conv2d(26, 32, 1, padding=0)
+    y_t, g, dx_t = _torch_forward_backward(tconv, x)
+    variables = {
+        "params": {
+            "kernel": jnp.asarray(tconv.weight.detach().numpy().transpose(2, 3, 1, 0)),
+            "bias": jnp.asarray(tconv.bias.detach().numpy()),
+        }
+    }
+    y, dparams, dx = _jax_forward_backward(layers.Conv2d(32, 1, padding=0), variables, x, g)
+    np.testing.assert_allclose(y, y_t, atol=1e-5)
+    np.testing.assert_allclose(dx, dx_t, atol=1e-4)
+    dk_t = tconv.weight.grad.numpy().transpose(2, 3, 1, 0)
+    np.testing.assert_allclose(dparams["kernel"], dk_t, atol=1e-4 * np.abs(dk_t).max())
+
+
 @pytest.mark.parametrize(
     ("method", "fast"), [("subpixel", False), ("subpixel", True), ("col2im", None)]
 )
