@@ -50,22 +50,31 @@ def initialize_distributed(
         raise ConfigError(f"jax.distributed.initialize: {e}") from None
 
 
-def distributed_flags_from_env(environ: dict = os.environ) -> dict:
-    """Multi-host settings from `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES` and
-    `JAX_PROCESS_ID` (those set), as keyword arguments of `initialize_distributed`."""
+def distributed_settings(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    environ: dict = os.environ,
+) -> dict:
+    """The multi-host settings given (keyword arguments of `initialize_distributed`), each
+    from its argument, else from `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES` or
+    `JAX_PROCESS_ID`; empty for a single-process run."""
+    given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
     names = {
         "coordinator": ("JAX_COORDINATOR_ADDRESS", str),
         "num_processes": ("JAX_NUM_PROCESSES", int),
         "process_id": ("JAX_PROCESS_ID", int),
     }
-    flags = {}
+    settings = {}
     for key, (name, kind) in names.items():
-        if environ.get(name):
+        if given[key] is not None:
+            settings[key] = given[key]
+        elif environ.get(name):
             try:
-                flags[key] = kind(environ[name])
+                settings[key] = kind(environ[name])
             except ValueError:
                 raise ConfigError(f"{name}={environ[name]!r} is not an integer") from None
-    return flags
+    return settings
 
 
 def data_mesh(devices: list | None = None) -> Mesh:

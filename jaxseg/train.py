@@ -688,13 +688,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     with cli.user_errors():
-        distributed = parallel.distributed_flags_from_env()
-        given = {
-            "coordinator": args.coordinator,
-            "num_processes": args.num_processes,
-            "process_id": args.process_id,
-        }
-        distributed.update({key: value for key, value in given.items() if value is not None})
+        distributed = parallel.distributed_settings(
+            args.coordinator, args.num_processes, args.process_id
+        )
         if distributed or args.distributed:
             parallel.initialize_distributed(**distributed)
             if not progress.is_main_process():

@@ -27,9 +27,9 @@ TINY = [
     "model.options={'widths': (4, 4, 4, 4, 4)}",
     "optimizer.learning_rate=0.01",
     "train.log_every_steps=1",
-    "train.epochs=3",
+    "train.epochs=1",
 ]
-STEPS = 5  # Of 6 per epoch (24 training images).
+STEPS = 5  # Of the 6 of the run (24 training images).
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,10 @@ def test_resume_on_another_device_count_and_mode(tiny_data, reference, tmp_path)
     config = _config(tiny_data, *_parallel("sharding", 1))
     assert train.train_and_evaluate(config, tmp_path, stop_after_steps=STEPS - 3) is None
     _assert_same_run(tmp_path, reference)
+    # The last step, validation, the best checkpoint's results and the report under pmap.
+    results = train.train_and_evaluate(_config(tiny_data, *_parallel("pmap", 2)), tmp_path)
+    assert results["steps"] == 6 and 0 < results["pixel_accuracy"] < 1
+    assert (tmp_path / "report").is_dir()
 
 
 def _state(config, strategy):
@@ -193,6 +197,7 @@ def test_accumulated_gradients_make_one_update_of_their_mean(tiny_data):
 
     plain = fresh_state(1)
 
+    @jax.jit
     def grads(batch):
         def loss_of(params):
             outputs, _ = plain.apply_fn(
@@ -244,14 +249,16 @@ def test_fsdp_shards_the_largest_dividing_dimension():
     assert parallel.fsdp_sharding((), mesh).spec == P()
 
 
-def test_distributed_settings_from_environment():
+def test_distributed_settings_from_flags_then_environment():
     env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "2"}
-    assert parallel.distributed_flags_from_env(env) == {
+    assert parallel.distributed_settings(process_id=1, num_processes=4, environ=env) == {
         "coordinator": "10.0.0.1:1234",
-        "num_processes": 2,
+        "num_processes": 4,
+        "process_id": 1,
     }
+    assert parallel.distributed_settings(environ={}) == {}
     with pytest.raises(ConfigError, match="JAX_PROCESS_ID"):
-        parallel.distributed_flags_from_env({"JAX_PROCESS_ID": "one"})
+        parallel.distributed_settings(environ={"JAX_PROCESS_ID": "one"})
 
 
 def _free_port() -> int:
