@@ -23,7 +23,7 @@ def evaluate_run(workdir: str | Path, *, data: str | None = None, split: str = "
     # Evaluation is data-parallel over every device, whatever the run trained with.
     strategy = parallel.create()
     batch_size = config.data.eval_batch_size
-    strategy.local_batch_size(batch_size, "data.eval_batch_size")
+    parallel.check_batch_size(batch_size, strategy.mesh, "data.eval_batch_size")
     state = strategy.place_state(strategy.unreplicated(state))
     weights = train.class_weights_for(config, workdir)
     _, step = train.compile_steps(config, strategy, weights, state)

@@ -11,8 +11,8 @@ Both keep the train state between steps as global `jax.Array`s on the same mesh:
 each leaf gets a leading device axis (one replica per device). Checkpoints always hold the
 unreplicated state (`checkpoint_state`), so they do not depend on the mode or device count.
 
-Every process passes its own part of each global batch (`local_batch_size` examples); the
-global batch is the concatenation over processes in process order.
+Every process passes its own rows of each global batch (batch size / process count); the
+global batch is their concatenation in process order.
 """
 
 import dataclasses
@@ -170,11 +170,6 @@ class DataParallel:
     def num_devices(self) -> int:
         return self.mesh.devices.size
 
-    def local_batch_size(self, batch_size: int, what: str = "data.batch_size") -> int:
-        """This process's share of a global batch; raises ConfigError if it does not divide."""
-        check_batch_size(batch_size, self.mesh, what)
-        return batch_size // jax.process_count()
-
     def state_shardings(self, state):
         """Shardings of the unreplicated (checkpoint) state."""
         if self.shard_params:
@@ -255,7 +250,9 @@ class DataParallel:
         return jitted_train_step, jitted_eval_step
 
 
-def create(mode: str = "sharding", num_devices: int = 0, shard_params: bool = False):
+def create(
+    mode: str = "sharding", num_devices: int = 0, shard_params: bool = False
+) -> DataParallel:
     """The data-parallel setup of `config.parallel`; raises ConfigError on bad values."""
     if mode not in MODES:
         raise ConfigError(f"parallel.mode {mode!r}; valid: {', '.join(MODES)}")

@@ -499,8 +499,8 @@ def train_and_evaluate(
     train_source = sources.open_split(root, "train")
     val_source = sources.open_split(root, data.val_split)
     strategy = parallel.create(**config.parallel.to_dict())
-    strategy.local_batch_size(data.batch_size)
-    strategy.local_batch_size(data.eval_batch_size, "data.eval_batch_size")
+    parallel.check_batch_size(data.batch_size, strategy.mesh)
+    parallel.check_batch_size(data.eval_batch_size, strategy.mesh, "data.eval_batch_size")
     shard = (jax.process_index(), jax.process_count())
 
     steps_per_epoch = len(train_source) // data.batch_size
