@@ -3,6 +3,8 @@
 `python -m jaxseg.train --experiment NAME [--data synthetic|PATH] [--workdir DIR]
 [--set key=value ...]` trains, evaluates and writes config.json, metrics.jsonl,
 checkpoints/, results.json and report/ into the workdir; running it again resumes.
+On several hosts, every host runs the same command with `--coordinator HOST:PORT
+--num-processes N --process-id I` (see `main`).
 """
 
 import functools
