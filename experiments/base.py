@@ -53,6 +53,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.patience = 3  # Early stopping: epochs without a lower val loss.
     config.train.log_every_steps = 10
     config.train.checkpoint_every_steps = 0  # 0: only at epoch ends.
+    # Average the gradients of this many consecutive batches per optimizer update
+    # (optax.MultiSteps): an effective batch of accumulate_steps * data.batch_size on few
+    # devices. Steps count batches; the learning-rate schedule counts updates.
+    config.train.accumulate_steps = 1
+
+    # Data parallelism (jaxseg.parallel); data.batch_size is the global batch, split over
+    # all devices of all processes. None of these change the trained model, so a run may
+    # resume with other values (checkpoints are independent of the device count).
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.mode = "sharding"  # "sharding" (jit over a device mesh) or "pmap".
+    config.parallel.num_devices = 0  # Devices used on each process; 0: all.
+    config.parallel.shard_params = False  # Sharding mode: shard the state FSDP-style.
 
     # The built-in synthetic dataset generated when `data.source` is "synthetic";
     # `classes: all` draws every level-3 class, "common" the large ones (see CLASS_SETS).

@@ -20,15 +20,21 @@ def evaluate_run(workdir: str | Path, *, data: str | None = None, split: str = "
     if data is not None:
         config.data.source = data
     source = sources.open_split(train.resolve_data(config), split)
-    mesh = parallel.data_mesh()
+    # Evaluation is data-parallel over every device, whatever the run trained with.
+    strategy = parallel.create()
     batch_size = config.data.eval_batch_size
-    parallel.check_batch_size(batch_size, mesh)
-    state = jax.device_put(state, parallel.replicated(mesh))
-    _, step = train.compile_steps(config, mesh, train.class_weights_for(config, workdir))
+    parallel.check_batch_size(batch_size, strategy.mesh, "data.eval_batch_size")
+    state = strategy.place_state(strategy.unreplicated(state))
+    weights = train.class_weights_for(config, workdir)
+    _, step = train.compile_steps(config, strategy, weights, state)
     batches = pipeline.eval_batches(
-        source, height=config.data.height, width=config.data.width, batch_size=batch_size
+        source,
+        height=config.data.height,
+        width=config.data.width,
+        batch_size=batch_size,
+        shard=(jax.process_index(), jax.process_count()),
     )
-    result = train.evaluate(step, state, batches, mesh)
+    result = train.evaluate(step, state, batches, strategy)
     trained = (
         json.loads((workdir / "results.json").read_text())
         if (workdir / "results.json").exists()

@@ -3,6 +3,8 @@
 `python -m jaxseg.train --experiment NAME [--data synthetic|PATH] [--workdir DIR]
 [--set key=value ...]` trains, evaluates and writes config.json, metrics.jsonl,
 checkpoints/, results.json and report/ into the workdir; running it again resumes.
+On several hosts, every host runs the same command with `--coordinator HOST:PORT
+--num-processes N --process-id I` (see `main`).
 """
 
 import functools
@@ -46,7 +48,8 @@ class TrainState(train_state.TrainState):
     rng: jax.Array  # Base key; step s uses fold_in(rng, s).
 
 
-def build_model(config: ml_collections.ConfigDict) -> nn.Module:
+def build_model(config: ml_collections.ConfigDict, bn_axis_name: str | None = None) -> nn.Module:
+    """The config's model; `bn_axis_name` synchronises BatchNorm over a pmapped axis."""
     if config.model.dtype not in DTYPES:
         raise ConfigError(f"model.dtype {config.model.dtype!r}; valid: {', '.join(DTYPES)}")
     try:
@@ -54,6 +57,7 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
             config.model.name,
             num_classes=losses.num_outputs(NUM_CLASSES, config.data.void),
             dtype=DTYPES[config.model.dtype],
+            bn_axis_name=bn_axis_name,
             **config.model.options.to_dict(),
         )
     except (ValueError, TypeError) as e:
@@ -61,6 +65,7 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
 
 
 def create_learning_rate(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """The learning rate as a function of the optimizer update count (`total_steps` updates)."""
     opt = config.optimizer
     decay_steps = max(total_steps - opt.warmup_steps, 1)
     schedules = {
@@ -81,8 +86,14 @@ def create_optimizer(
     learning_rate: optax.Schedule,
     frozen: tuple[str, ...] = (),
 ) -> optax.GradientTransformation:
-    """The config's optimizer; top-level parameter subtrees named in `frozen` never move."""
+    """The config's optimizer; top-level parameter subtrees named in `frozen` never move.
+
+    With `train.accumulate_steps` k > 1 it averages the gradients of k calls per update.
+    """
     opt = config.optimizer
+    accumulate = config.train.accumulate_steps
+    if accumulate < 1:
+        raise ConfigError(f"train.accumulate_steps={accumulate}; expected an integer >= 1")
     optimizers = {
         "adam": lambda: optax.adam(learning_rate),
         "adamw": lambda: optax.adamw(learning_rate, weight_decay=opt.weight_decay),
@@ -91,11 +102,13 @@ def create_optimizer(
     if opt.name not in optimizers:
         raise ConfigError(f"optimizer.name {opt.name!r}; valid: {', '.join(optimizers)}")
     tx = optimizers[opt.name]()
-    if not frozen:
-        return tx
-    # Frozen subtrees get zero updates and no optimizer state (weight decay included).
-    labels = functools.partial(_frozen_labels, frozen=frozen)
-    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    if frozen:
+        # Frozen subtrees get zero updates and no optimizer state (weight decay included).
+        labels = functools.partial(_frozen_labels, frozen=frozen)
+        tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    if accumulate > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
+    return tx
 
 
 def _frozen_labels(params: dict, frozen: tuple[str, ...]) -> dict:
@@ -201,10 +214,18 @@ def predict_logits(state: TrainState, images: jax.Array, size: tuple[int, int]) 
     return logits
 
 
-def eval_step(state: TrainState, batch: dict, *, class_weights: jax.Array | None, void: str):
+def eval_step(
+    state: TrainState,
+    batch: dict,
+    *,
+    class_weights: jax.Array | None,
+    void: str,
+    axis_name: str | None = None,
+) -> dict:
     """Loss terms and the confusion matrix of one batch; `batch["mask"]` [B] marks padding.
 
-    Returns {"loss_sum", "weight_sum", "confusion" [26, 27]}, all of which add over batches.
+    Returns {"loss_sum", "weight_sum", "confusion" [26, 27]}, all of which add over batches
+    (and, with `axis_name` (pmap), are summed over that axis).
     """
     logits = predict_logits(state, batch["image"], batch["label"].shape[1:])
     mask = jnp.broadcast_to(batch["mask"][:, None, None], batch["label"].shape)
@@ -212,21 +233,25 @@ def eval_step(state: TrainState, batch: dict, *, class_weights: jax.Array | None
     labels = jnp.where(mask, labels, losses.VOID)
     loss_sum, weight_sum = losses.cross_entropy_terms(logits, labels, class_weights)
     predictions = jnp.argmax(logits, axis=-1)
-    return {
+    sums = {
         "loss_sum": loss_sum,
         "weight_sum": weight_sum,
         "confusion": metrics.confusion_matrix(batch["label"], predictions, mask),
     }
+    return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
-def evaluate(jitted_eval_step, state: TrainState, batches, mesh) -> dict:
-    """Runs `jitted_eval_step` over every batch; metrics from the summed confusion matrix."""
+def evaluate(
+    compiled_eval_step, state: TrainState, batches, strategy: parallel.DataParallel
+) -> dict:
+    """Runs `compiled_eval_step` over every batch (this process's part of each global batch);
+    metrics from the confusion matrix summed over batches and devices."""
     totals = None
     for batch in batches:
         batch.pop("name", None)
-        out = jitted_eval_step(state, parallel.shard_batch(batch, mesh))
+        out = compiled_eval_step(state, strategy.place_batch(batch))
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    totals = jax.device_get(totals)
+    totals = strategy.fetch(totals)
     result = metrics.metrics_from_confusion(totals["confusion"])
     result["loss"] = float(totals["loss_sum"] / max(float(totals["weight_sum"]), 1e-12))
     return result
@@ -377,11 +402,20 @@ def write_report(
 
 
 def _claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """Writes config.json; a workdir of a run with another config is refused, not mixed."""
+    """Writes config.json; a workdir of a run with another config is refused, not mixed.
+
+    The `parallel` section may differ: a run resumes on any number of devices, in any mode.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
     config_path = workdir / "config.json"
-    if config_path.exists() and json.loads(config_path.read_text()) != json.loads(config_json):
+
+    def model_settings(config_dict: dict) -> dict:
+        return {key: value for key, value in config_dict.items() if key != "parallel"}
+
+    if config_path.exists() and model_settings(json.loads(config_path.read_text())) != (
+        model_settings(json.loads(config_json))
+    ):
         raise ConfigError(
             f"{config_path}: this workdir holds a run with a different config; "
             "use a new --workdir or the same settings to resume"
@@ -391,29 +425,24 @@ def _claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
 
 
 def compile_steps(
-    config: ml_collections.ConfigDict, mesh, class_weights: jax.Array | None
+    config: ml_collections.ConfigDict,
+    strategy: parallel.DataParallel,
+    class_weights: jax.Array | None,
+    state: TrainState,
 ) -> tuple:
-    """`train_step` and `eval_step`, each jitted once with its static settings bound."""
-    weights = class_weights
+    """`train_step` and `eval_step` with their static settings bound, each compiled once
+    (jit or pmap, as `strategy` says) for the placed `state`."""
     loss_fn = functools.partial(
         segmentation_loss,
-        class_weights=weights,
+        class_weights=class_weights,
         void=config.data.void,
         aux_weight=config.loss.aux_weight,
     )
-    repl, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    jitted_train_step = jax.jit(
+    return strategy.compile(
         functools.partial(train_step, loss_fn=loss_fn),
-        in_shardings=(repl, sharded),
-        out_shardings=(repl, repl),
-        donate_argnums=(0,),
+        functools.partial(eval_step, class_weights=class_weights, void=config.data.void),
+        state,
     )
-    jitted_eval_step = jax.jit(
-        functools.partial(eval_step, class_weights=weights, void=config.data.void),
-        in_shardings=(repl, sharded),
-        out_shardings=repl,
-    )
-    return jitted_train_step, jitted_eval_step
 
 
 class Throughput:
@@ -449,6 +478,9 @@ def train_and_evaluate(
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
 
     Resume order: the latest checkpoint in the workdir, else a fresh initialisation.
+    Training is data-parallel over the devices of every process (`config.parallel`); with
+    several processes (`jax.distributed` initialised) each reads its part of every batch,
+    checkpoints are written collectively and only process 0 writes logs and reports.
     Each epoch ends with a validation pass, a checkpoint (also kept as `best` when the val
     mIoU improved) and the early-stopping test on the val loss. The results are those of
     the best checkpoint.
@@ -468,16 +500,18 @@ def train_and_evaluate(
     data = config.data
     train_source = sources.open_split(root, "train")
     val_source = sources.open_split(root, data.val_split)
-    mesh = parallel.data_mesh()
-    parallel.check_batch_size(data.batch_size, mesh)
-    parallel.check_batch_size(data.eval_batch_size, mesh)
+    strategy = parallel.create(**config.parallel.to_dict())
+    parallel.check_batch_size(data.batch_size, strategy.mesh)
+    parallel.check_batch_size(data.eval_batch_size, strategy.mesh, "data.eval_batch_size")
+    shard = (jax.process_index(), jax.process_count())
 
     steps_per_epoch = len(train_source) // data.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{train_source.description}: fewer examples than batch size")
     total_steps = config.train.epochs * steps_per_epoch
-    learning_rate = create_learning_rate(config, total_steps)
-    model = build_model(config)
+    accumulate = config.train.accumulate_steps
+    learning_rate = create_learning_rate(config, max(total_steps // accumulate, 1))
+    model = build_model(config, bn_axis_name=strategy.axis_name)
     state = create_train_state(
         model,
         create_optimizer(config, learning_rate, frozen_params(model)),
@@ -486,22 +520,28 @@ def train_and_evaluate(
     )
 
     # Resume order: the workdir's latest checkpoint, else `model.init_from`, else scratch.
+    # Checkpoints hold the unreplicated state, restored onto this run's devices.
     checkpoints = checkpoint.Checkpoints(workdir / "checkpoints")
-    restored = checkpoints.restore(_state_tree(state))
+    template = strategy.unreplicated(state)
+    restored = checkpoints.restore(_state_tree(template))
     meta = {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
     if restored is not None:
         tree, meta = restored
-        state = state.replace(**tree)
-        logging.info("resuming from step %d in %s", int(state.step), workdir / "checkpoints")
-    elif (pretrained := load_init_from(config)) is not None:
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
-        variables = convert.merge_pretrained(variables, pretrained)
-        state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
-        logging.info("initialised from %s", config.model.init_from)
-    state = jax.device_put(state, parallel.replicated(mesh))
-    start_step = int(state.step)
+        state = template.replace(**tree)
+        logging.info(
+            "resuming from step %d in %s", parallel.to_host(state.step), workdir / "checkpoints"
+        )
+    else:
+        if (pretrained := load_init_from(config)) is not None:
+            variables = {"params": state.params, "batch_stats": state.batch_stats}
+            variables = convert.merge_pretrained(variables, pretrained)
+            state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+            logging.info("initialised from %s", config.model.init_from)
+        state = strategy.unreplicated(state)
+    start_step = int(parallel.to_host(state.step))
+    state = strategy.place_state(state)
     weights = class_weights_for(config, workdir, train_source)
-    jitted_train_step, jitted_eval_step = compile_steps(config, mesh, weights)
+    compiled_train_step, compiled_eval_step = compile_steps(config, strategy, weights, state)
 
     train_iter = iter(
         pipeline.train_dataset(
@@ -512,6 +552,7 @@ def train_and_evaluate(
             seed=config.seed,
             augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
             workers=data.workers,
+            shard=shard,
         )
     )
     if meta["data_iterator"] is not None:
@@ -519,9 +560,13 @@ def train_and_evaluate(
 
     def validate(state: TrainState) -> dict:
         batches = pipeline.eval_batches(
-            val_source, height=data.height, width=data.width, batch_size=data.eval_batch_size
+            val_source,
+            height=data.height,
+            width=data.width,
+            batch_size=data.eval_batch_size,
+            shard=shard,
         )
-        return evaluate(jitted_eval_step, state, batches, mesh)
+        return evaluate(compiled_eval_step, state, batches, strategy)
 
     log = progress.MetricsLog(
         workdir / "metrics.jsonl", resume_step=start_step if restored else None
@@ -540,21 +585,20 @@ def train_and_evaluate(
                 "best_mean_iou": best_mean_iou,
                 "data_iterator": train_iter.get_state(),
             }
-            checkpoints.save(step, _state_tree(state), meta, best=best)
+            state_tree = _state_tree(strategy.checkpoint_state(state))
+            checkpoints.save(step, state_tree, meta, best=best)
             saved_step = step
 
     try:
         step, pending = start_step, []
         while step < total_steps:
-            state, step_metrics = jitted_train_step(
-                state, parallel.shard_batch(next(train_iter), mesh)
-            )
+            state, step_metrics = compiled_train_step(state, strategy.place_batch(next(train_iter)))
             step += 1
             throughput.step()
             pending.append(step_metrics)
             end_of_epoch = step % steps_per_epoch == 0
             if step % config.train.log_every_steps == 0 or end_of_epoch:
-                host = jax.device_get(pending)
+                host = strategy.fetch(pending)
                 pending = []
                 loss = float(np.mean([m["loss"] for m in host]))
                 if not math.isfinite(loss):
@@ -566,7 +610,7 @@ def train_and_evaluate(
                         "epoch": step / steps_per_epoch,
                         "train_loss": loss,
                         "train_grad_norm": float(host[-1]["grad_norm"]),
-                        "learning_rate": float(learning_rate(step - 1)),
+                        "learning_rate": float(learning_rate((step - 1) // accumulate)),
                         "steps_per_sec": steps_per_sec,
                         "images_per_sec": steps_per_sec * data.batch_size,
                     }
@@ -597,10 +641,12 @@ def train_and_evaluate(
                 save(step)
                 return None
 
-        best = checkpoints.restore(_state_tree(state), which="best")
+        template = strategy.checkpoint_state(state)
+        best = checkpoints.restore(_state_tree(template), which="best")
         if best is not None:
-            state = state.replace(**best[0])
+            state = strategy.place_state(template.replace(**best[0]))
         result = validate(state)
+        host_state = strategy.host_state(state)  # Collective: every process takes part.
         results = {
             "experiment": config.experiment,
             "split": data.val_split,
@@ -613,7 +659,7 @@ def train_and_evaluate(
         }
         if progress.is_main_process():
             (workdir / "results.json").write_text(progress.to_json(results, indent=2) + "\n")
-            write_report(workdir, config, state, root)
+            write_report(workdir, config, host_state, root)
         return results
     finally:
         bar.close()
@@ -628,17 +674,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help='"synthetic" (default) or an IDD root / CSV folder')
     parser.add_argument("--workdir", help="output folder (default: runs/EXPERIMENT)")
     cli.add_overrides(parser, "override a config value, e.g. --set train.epochs=3")
+    multihost = parser.add_argument_group(
+        "several hosts",
+        "run the same command on every host (one process per host); unset values come from "
+        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID, else from the cluster "
+        "(SLURM, Open MPI) with --distributed",
+    )
+    multihost.add_argument("--coordinator", help="HOST:PORT of process 0")
+    multihost.add_argument("--num-processes", type=int, help="number of processes")
+    multihost.add_argument("--process-id", type=int, help="this process's index")
+    multihost.add_argument(
+        "--distributed",
+        action="store_true",
+        help="initialise jax.distributed even with none of the values above (auto-detect)",
+    )
     args = parser.parse_args(argv)
     with cli.user_errors():
+        distributed = parallel.distributed_settings(
+            args.coordinator, args.num_processes, args.process_id
+        )
+        if distributed or args.distributed:
+            parallel.initialize_distributed(**distributed)
+            if not progress.is_main_process():
+                logging.getLogger().setLevel(logging.WARNING)
+
         from jaxseg.config import load_config
 
         config = load_config(args.experiment, data=args.data, overrides=args.overrides)
         workdir = Path(args.workdir or Path("runs") / config.experiment)
         results = train_and_evaluate(config, workdir)
-        print(
-            f"{config.experiment}: {results['split']} PA {results['pixel_accuracy']:.4f} "
-            f"mIoU {results['mean_iou']:.4f}; wrote {workdir / 'results.json'}"
-        )
+        if progress.is_main_process():
+            print(
+                f"{config.experiment}: {results['split']} PA {results['pixel_accuracy']:.4f} "
+                f"mIoU {results['mean_iou']:.4f}; wrote {workdir / 'results.json'}"
+            )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Training batches come from a shuffled, repeated `MapDataset` whose order is a pu
 of the seed (a new permutation each epoch), read through an iterator whose state can be
 checkpointed and restored mid-epoch. Evaluation keeps every example: the last batch is
 padded and a `mask` marks the real examples.
+
+In a multi-process run every process reads its own part (`shard`: process index and count)
+of each global batch; together they see each example once per epoch, in the same global
+batches as a single process would.
 """
 
 import functools
@@ -30,13 +34,21 @@ def train_dataset(
     seed: int,
     augment: augment_lib.Augmentation | None = None,
     workers: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> grain.IterDataset:
     """Endless training batches {"image": [B,H,W,3] f32, "label": [B,H,W] i32}.
 
     Augmentations run after `repeat`, so each epoch draws new ones; their randomness is a
     function of the seed and the position in the stream, hence restored with the iterator.
     Iterate with `iter(...)`; the iterator's `get_state()` / `set_state()` give exact resume.
+
+    Args:
+      batch_size: the global batch size B; each of `count` processes gets B / count.
+      shard: (index, count) of this process, which reads rows [index * B / count, ...) of
+        every global batch: the global batches are the same, in the same order, for any
+        process count, and so is the iterator state (the number of batches read).
     """
+    index, count = shard
     if len(source) < batch_size:
         raise ValueError(f"{source.description}: {len(source)} examples < batch size {batch_size}")
     dataset = (
@@ -48,9 +60,13 @@ def train_dataset(
     )
     if augment is not None:
         dataset = dataset.random_map(augment)
+    # Local batches are consecutive slices of the stream, and global batch s is local
+    # batches s * count ... s * count + count - 1. Sliced after the lazy maps, so each
+    # process decodes only its own examples, and augmentations keep the random draw of
+    # their position in the global stream.
     dataset = (
         dataset.map(transforms.to_model_input)
-        .batch(batch_size, drop_remainder=True)
+        .batch(batch_size // count, drop_remainder=True)[index::count]
         .to_iter_dataset()
     )
     if workers > 0:
@@ -77,13 +93,26 @@ def _stack(examples: list[dict], batch_size: int) -> dict:
 
 
 def eval_batches(
-    source: sources.ExampleSource, *, height: int, width: int, batch_size: int
+    source: sources.ExampleSource,
+    *,
+    height: int,
+    width: int,
+    batch_size: int,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[dict]:
     """Every example once as full batches {"image", "label", "mask" [B] bool of real ones}.
 
     Labels keep their native resolution, so predictions are scored at the label's size;
     examples are batched with others of the same label size (IDD mixes sizes).
+
+    Args:
+      batch_size: the global batch size B.
+      shard: (index, count) of this process, which gets rows [index * B / count, ...) of
+        each global batch. Every process decodes the whole split to group it by label size
+        the same way (simple; evaluation splits are small).
     """
+    index, count = shard
+    rows = slice(index * batch_size // count, (index + 1) * batch_size // count)
     dataset = grain.MapDataset.source(source).map(
         functools.partial(_prepare_eval, height=height, width=width)
     )
@@ -92,8 +121,12 @@ def eval_batches(
         group = pending.setdefault(example["label"].shape, [])
         group.append(example)
         if len(group) == batch_size:
-            yield _stack(group, batch_size)
+            yield _rows(_stack(group, batch_size), rows)
             group.clear()
     for group in pending.values():
         if group:
-            yield _stack(group, batch_size)
+            yield _rows(_stack(group, batch_size), rows)
+
+
+def _rows(batch: dict, rows: slice) -> dict:
+    return {key: value[rows] for key, value in batch.items()}
