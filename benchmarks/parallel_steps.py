@@ -14,9 +14,10 @@ benchmarks/RESULTS.md.
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
+
+from benchmarks import common
 
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -72,8 +73,6 @@ def main() -> None:
     counts = [int(c) for c in args.devices.split(",")]
     _force_host_devices(max(counts))
 
-    import jax
-
     from jaxseg.config import load_config
 
     config = load_config(
@@ -90,24 +89,18 @@ def main() -> None:
     for mode in ("sharding", "pmap"):
         for count in counts:
             seconds = step_seconds(config, mode, count, args.steps)
-            rows.append(f"| {mode} | {count} | {seconds:.3f} | {args.batch / seconds:.1f} |")
-    device = jax.devices()[0]
-    header = [
+            rows.append((mode, count, seconds, f"{args.batch / seconds:.1f}"))
+    lines = [
         f"## parallel_steps: {args.model} {args.height}x{args.width}, global batch "
         f"{args.batch}, fp32, median of {args.steps} steps",
         "",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{device.platform} ({device.device_kind}), jax {jax.__version__}, "
-        f"load average {os.getloadavg()[0]:.1f} at the end",
+        *common.header(),
         "",
-        "| mode | devices | s/step | images/s |",
-        "|---|---|---|---|",
+        *common.markdown_table(("mode", "devices", "s/step", "images/s"), rows),
     ]
-    table = "\n".join(header + rows) + "\n"
-    print(table)
+    print("\n".join(lines))
     if not args.no_append:
-        with (Path(__file__).parent / "RESULTS.md").open("a") as f:
-            f.write("\n" + table)
+        common.append_results(Path(__file__).with_name("RESULTS.md"), lines)
 
 
 if __name__ == "__main__":
