@@ -3,10 +3,12 @@
 import ast
 import json
 import logging
+from pathlib import Path
 
 import ml_collections
 
 import experiments
+from experiments import base
 from jaxseg.errors import ConfigError
 
 
@@ -115,3 +117,15 @@ def load_config(
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def saved_config(path: str | Path) -> ml_collections.ConfigDict:
+    """A run's `config.json` over the defaults of `experiments/base.py`, so a run saved
+    before a setting existed (e.g. `parallel`) still loads, with that setting's default."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read the run's config ({e})") from None
+    config = base.get_config()
+    config.update(saved)
+    return config

@@ -35,6 +35,7 @@ from jaxseg import (
     report,
 )
 from jaxseg.classes import NUM_CLASSES, VOID
+from jaxseg.config import saved_config
 from jaxseg.data import augment, pipeline, sources, stats, synthetic, transforms
 from jaxseg.errors import ConfigError, DataError
 
@@ -344,7 +345,7 @@ def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, TrainS
     config_path = workdir / "config.json"
     if not config_path.is_file():
         raise DataError(f"{workdir}: not a jaxseg run (no config.json)")
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    config = saved_config(config_path)
     model = build_model(config)
     state = create_train_state(
         model,

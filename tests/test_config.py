@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from jaxseg.config import apply_overrides, load_config
+from jaxseg.config import apply_overrides, load_config, saved_config
 from jaxseg.errors import ConfigError
 
 
@@ -37,3 +39,19 @@ def test_override_types_and_unknown_keys():
 def test_unknown_experiment():
     with pytest.raises(ConfigError, match="unknown experiment 'nope'; valid: .*baseline"):
         load_config("nope")
+
+
+def test_saved_config_fills_settings_added_since(tmp_path):
+    """A run written before the `parallel` section existed still loads, with its defaults,
+    and keeps every value it saved."""
+    saved = load_config("unet").to_dict()
+    del saved["parallel"]
+    del saved["train"]["accumulate_steps"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved))
+    config = saved_config(path)
+    assert config.parallel.mode == "sharding" and config.train.accumulate_steps == 1
+    assert config.model.options.base_width == 16 and config.train.epochs == 22
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="config.json: cannot read"):
+        saved_config(path)
