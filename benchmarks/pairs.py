@@ -85,7 +85,9 @@ def build_pair(
 
 def jax_train_state(pair: Pair) -> train.TrainState:
     """An Adam train state over the pair's weights, frozen parts as in `jaxseg.train`."""
-    config = ml_collections.ConfigDict({"optimizer": {"name": "adam", "weight_decay": 0.0}})
+    config = ml_collections.ConfigDict(
+        {"optimizer": {"name": "adam", "weight_decay": 0.0}, "train": {"accumulate_steps": 1}}
+    )
     tx = train.create_optimizer(
         config, optax.constant_schedule(LEARNING_RATE), train.frozen_params(pair.flax_model)
     )
