@@ -22,6 +22,7 @@ import jax
 import torch
 
 from benchmarks import common, inference, loader, train_step
+from jaxseg import cli
 
 MODELS = ("fcn", "custom", "unet", "deeplabv3_resnet101")
 CPU_SIZES = ((256, 512), (512, 1024))
@@ -212,5 +213,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.reexec_with_huge_pages("benchmarks.all")
+    cli.reexec_with_huge_pages("benchmarks.all")
     main()

@@ -12,7 +12,6 @@ import importlib.metadata
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,28 +29,6 @@ PEAK_FLOPS = {
     ("H200", "bf16"): 989e12,
     ("H200", "fp32"): 494e12,
 }
-
-
-HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
-
-
-def reexec_with_huge_pages(module: str) -> None:
-    """Restarts ``python -m module`` with glibc malloc backing large blocks by huge pages.
-
-    XLA's CPU runtime allocates its temporaries afresh at every execution, and glibc serves
-    blocks over 32 MiB by mmap and unmaps them when freed, so every step faults its working
-    set in again 4 KiB at a time: FCN 256x512 batch 2 took ~100k page faults and 0.18 s of
-    kernel time per 0.36 s jaxseg step. ``glibc.malloc.hugetlb=1`` makes malloc advise
-    transparent huge pages (2 MiB faults) for such blocks: 1.2k faults and 0.29 s per step;
-    torch's step did not change. Both frameworks share the process, so the comparison stays
-    fair. glibc reads tunables only at start-up, hence the re-exec. A GLIBC_TUNABLES already
-    in the environment (even empty) is left alone: ``GLIBC_TUNABLES= python -m ...``
-    measures without.
-    """
-    if "GLIBC_TUNABLES" in os.environ or platform.libc_ver()[0] != "glibc":
-        return
-    os.environ["GLIBC_TUNABLES"] = HUGE_PAGES_TUNABLE
-    os.execv(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]])
 
 
 def cpu_name() -> str:

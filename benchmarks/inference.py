@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from benchmarks import common, pairs, train_step
+from jaxseg import cli
 
 
 def jax_forward(pair: pairs.Pair, images: np.ndarray) -> tuple[Callable, float, float | None]:
@@ -116,5 +117,5 @@ def main(argv: list[str] | None = None) -> common.Result:
 
 
 if __name__ == "__main__":
-    common.reexec_with_huge_pages("benchmarks.inference")
+    cli.reexec_with_huge_pages("benchmarks.inference")
     main()

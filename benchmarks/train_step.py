@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks import common, pairs
-from jaxseg import train
+from jaxseg import cli, train
 
 # The CPU fp32 bounds on jaxseg's time over torch eager's.
 CPU_TARGETS = {"fcn": 0.8, "custom": 0.8, "unet": 0.8, "deeplabv3_resnet101": 1.0}
@@ -240,5 +240,5 @@ def main(argv: list[str] | None = None) -> common.Result:
 
 
 if __name__ == "__main__":
-    common.reexec_with_huge_pages("benchmarks.train_step")
+    cli.reexec_with_huge_pages("benchmarks.train_step")
     main()

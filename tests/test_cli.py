@@ -1,6 +1,8 @@
 """The command-line tools on one finished tiny run: evaluate, predict and score agree."""
 
 import json
+import os
+import platform
 import subprocess
 import sys
 
@@ -97,3 +99,21 @@ def test_evaluate_without_run_is_one_line_error(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path}: not a jaxseg run (no config.json)"
     ]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc tunable")
+def test_reexec_with_huge_pages_restarts_once_and_respects_a_set_tunable(tmp_path):
+    (tmp_path / "show_tunables.py").write_text(
+        "import os, sys\nprint(os.environ['GLIBC_TUNABLES'], sys.argv[1:])\n"
+    )
+    code = "from jaxseg import cli; cli.reexec_with_huge_pages('show_tunables'); print('kept')"
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+
+    def run(extra_env):
+        command = [sys.executable, "-c", code, "--flag"]
+        result = subprocess.run(command, env={**env, **extra_env}, capture_output=True, text=True)
+        return result.stdout.strip()
+
+    assert run({}) == "glibc.malloc.hugetlb=1 ['--flag']"
+    assert run({"GLIBC_TUNABLES": ""}) == "kept"
