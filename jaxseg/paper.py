@@ -61,7 +61,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from jaxseg import cli
-
     cli.reexec_with_huge_pages("jaxseg.paper")
     main()

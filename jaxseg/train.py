@@ -26,6 +26,7 @@ from flax.training import train_state
 from jaxseg import (
     checkpoint,
     class_weights,
+    cli,
     convert,
     losses,
     metrics,
@@ -35,7 +36,7 @@ from jaxseg import (
     report,
 )
 from jaxseg.classes import NUM_CLASSES, VOID
-from jaxseg.config import saved_config
+from jaxseg.config import config_to_json, load_config, saved_config
 from jaxseg.data import augment, pipeline, sources, stats, synthetic, transforms
 from jaxseg.errors import ConfigError, DataError
 
@@ -408,7 +409,7 @@ def _claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
     The `parallel` section may differ: a run resumes on any number of devices, in any mode.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+    config_json = config_to_json(config)
     config_path = workdir / "config.json"
 
     def model_settings(config_dict: dict) -> dict:
@@ -668,8 +669,6 @@ def train_and_evaluate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jaxseg import cli
-
     parser = cli.parser("Train and evaluate a jaxseg experiment.")
     parser.add_argument("--experiment", required=True, help="name of a file in experiments/")
     parser.add_argument("--data", help='"synthetic" (default) or an IDD root / CSV folder')
@@ -699,8 +698,6 @@ def main(argv: list[str] | None = None) -> None:
             if not progress.is_main_process():
                 logging.getLogger().setLevel(logging.WARNING)
 
-        from jaxseg.config import load_config
-
         config = load_config(args.experiment, data=args.data, overrides=args.overrides)
         workdir = Path(args.workdir or Path("runs") / config.experiment)
         results = train_and_evaluate(config, workdir)
@@ -712,7 +709,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from jaxseg import cli
-
     cli.reexec_with_huge_pages("jaxseg.train")
     main()
