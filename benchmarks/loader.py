@@ -28,7 +28,7 @@ from PIL import Image
 
 from benchmarks import common
 from jaxseg.data import prepare, sources, transforms
-from jaxseg.data.idd_labels import LEVEL3_IDS
+from jaxseg.data.labels import IDD_LABELS
 
 HEIGHT, WIDTH = 1080, 1920
 OUT_HEIGHT, OUT_WIDTH = 720, 1280
@@ -152,7 +152,7 @@ def random_polygon(rng: np.random.Generator) -> list[list[float]]:
 def write_polygon_jsons(root: Path, count: int) -> None:
     """`count` IDD polygon JSONs of 1920x1080 images with 50-100 polygons each."""
     rng = np.random.default_rng(0)
-    names = list(LEVEL3_IDS)
+    names = [label.name for label in IDD_LABELS]
     folder = root / "gtFine" / "train" / "0"
     folder.mkdir(parents=True)
     for i in range(count):

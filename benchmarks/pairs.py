@@ -7,20 +7,21 @@ tests/test_deeplabv3.py), so both frameworks do the same work from the same weig
 """
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
-import optax
 import torch
 import torch.nn.functional as F
 import torchvision
 
 from benchmarks import torch_models
-from jaxseg import convert, losses, models, train
+from jaxseg import config, convert, losses, models, state, steps
+from jaxseg.data.labels import IDD_LEVEL3
 
-NUM_CLASSES = 26  # IDD level 3.
+LABEL_SPACE = IDD_LEVEL3
+NUM_CLASSES = LABEL_SPACE.num_classes
 LEARNING_RATE = 1e-4
 AUX_WEIGHT = 0.5  # The transfer experiment's.
 TORCH_CLASSES = {"fcn": "FCN", "custom": "RRCNNFCN", "unet": "UNet"}
@@ -83,28 +84,33 @@ def build_pair(
     return Pair(name, flax_model, jax.tree.map(jnp.asarray, variables), module, options)
 
 
-def jax_train_state(pair: Pair) -> train.TrainState:
-    """An Adam train state over the pair's weights, frozen parts as in `jaxseg.train`."""
-    config = ml_collections.ConfigDict(
-        {"optimizer": {"name": "adam", "weight_decay": 0.0}, "train": {"accumulate_steps": 1}}
+def jax_train_state(pair: Pair) -> state.TrainState:
+    """An Adam train state over the pair's weights, built by jaxseg's state factory (frozen
+    parts as in training)."""
+    run_config = config.defaults()
+    run_config.model.name = pair.name
+    run_config.model.options.update(pair.options)
+    run_config.data.void = "ignore"
+    run_config.optimizer.learning_rate = LEARNING_RATE
+    created = state.create(
+        run_config, LABEL_SPACE, image_shape=(1, 32, 32, 3), variables=pair.variables
     )
-    tx = train.create_optimizer(
-        config, optax.constant_schedule(LEARNING_RATE), train.frozen_params(pair.flax_model)
-    )
-    return train.TrainState.create(
-        apply_fn=pair.flax_model.apply,
-        params=pair.variables["params"],
-        batch_stats=pair.variables["batch_stats"],
-        tx=tx,
-        rng=jax.random.PRNGKey(0),
-    )
+    return created.state
+
+
+# jaxseg's training loss: cross-entropy, void ignored, aux head weighted.
+jax_loss_terms = functools.partial(
+    steps.loss_terms,
+    num_classes=NUM_CLASSES,
+    void="ignore",
+    class_weights=None,
+    aux_weight=AUX_WEIGHT,
+)
 
 
 def jax_loss_fn(outputs, labels: jax.Array) -> jax.Array:
-    """jaxseg's training loss: cross-entropy, void ignored, aux head weighted."""
-    return train.segmentation_loss(
-        outputs, labels, class_weights=None, void="ignore", aux_weight=AUX_WEIGHT
-    )
+    """The mean of `jax_loss_terms`: the loss `jax_train_state`'s step minimises."""
+    return steps.mean_loss(jax_loss_terms(outputs, labels))
 
 
 def torch_loss(outputs, labels: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@
 
 On a CPU the devices are forced host devices (`--xla_force_host_platform_device_count`,
 set before jax is imported), which share the machine's cores: the figures show the modes'
-overhead, not a speed-up. Each setting compiles `jaxseg.train.train_step` through
+overhead, not a speed-up. Each setting compiles `jaxseg.steps.train_step` through
 `jaxseg.parallel` exactly as training does (same global batch; random images and labels,
 no input pipeline), runs 2 warm-up steps, then times `--steps` steps one by one (blocking
 on each) and reports the median seconds per step. Prints a table and appends it to
@@ -32,19 +32,22 @@ def step_seconds(config, mode: str, devices: int, steps: int) -> float:
     import jax
     import numpy as np
 
-    from jaxseg import parallel, train
+    from jaxseg import parallel, state, steps
+    from jaxseg.data.labels import IDD_LEVEL3
 
     strategy = parallel.create(mode, num_devices=devices)
     data = config.data
-    model = train.build_model(config, bn_axis_name=strategy.axis_name)
-    state = train.create_train_state(
-        model,
-        train.create_optimizer(config, train.create_learning_rate(config, 100)),
-        jax.random.PRNGKey(0),
-        (data.batch_size, data.height, data.width, 3),
+    created = state.create(
+        config,
+        IDD_LEVEL3,
+        image_shape=(data.batch_size, data.height, data.width, 3),
+        total_updates=100,
+        bn_axis_name=strategy.axis_name,
     )
-    state = strategy.place_state(strategy.unreplicated(state))
-    train_step, _ = train.compile_steps(config, strategy, None, state)
+    train_state = strategy.place_state(strategy.unreplicated(created.state))
+    train_step = steps.compile_steps(
+        config, strategy, IDD_LEVEL3.num_classes, None, train_state
+    ).train
     rng = np.random.default_rng(0)
     batch = {
         "image": rng.normal(size=(data.batch_size, data.height, data.width, 3)).astype("f4"),
@@ -53,8 +56,8 @@ def step_seconds(config, mode: str, devices: int, steps: int) -> float:
     times = []
     for i in range(steps + 2):
         start = time.perf_counter()
-        state, metrics = train_step(state, strategy.place_batch(batch))
-        jax.block_until_ready((state, metrics))
+        train_state, metrics = train_step(train_state, strategy.place_batch(batch))
+        jax.block_until_ready((train_state, metrics))
         if i >= 2:  # The first step compiles, the second settles.
             times.append(time.perf_counter() - start)
     return float(np.median(times))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmarks import common, pairs
-from jaxseg import cli, train
+from jaxseg import cli, steps
 
 # The CPU fp32 bounds on jaxseg's time over torch eager's.
 CPU_TARGETS = {"fcn": 0.8, "custom": 0.8, "unet": 0.8, "deeplabv3_resnet101": 1.0}
@@ -76,7 +76,7 @@ def jax_step(pair: pairs.Pair, batch: dict) -> tuple[Callable[[], float], float,
     state = jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, state)
     batch = jax.device_put(batch)
     jitted = jax.jit(
-        functools.partial(train.train_step, loss_fn=pairs.jax_loss_fn), donate_argnums=(0,)
+        functools.partial(steps.train_step, loss_fn=pairs.jax_loss_terms), donate_argnums=(0,)
     )
     start = time.perf_counter()
     compiled = jitted.lower(state, batch).compile()

@@ -1,15 +1,15 @@
 """Transfer learning: DeepLabV3-ResNet101 pretrained on COCO (VOC labels), a new classifier
 (and auxiliary classifier) for the IDD classes, frozen backbone, 7 epochs.
 
-First convert torchvision's checkpoint (no download: a file from a torch hub cache):
+First convert torchvision's checkpoint once (no download: a file from a torch hub cache);
+without --out it goes to the jaxseg cache, where `torchvision:deeplabv3_resnet101` finds it:
     python -m jaxseg.convert --arch deeplabv3_resnet101 \\
-        --torch deeplabv3_resnet101_coco-586e9e4e.pth --out weights/deeplabv3_resnet101
-Command: python -m jaxseg.train --experiment transfer --data /path/to/idd20kII \\
-    --set model.init_from=weights/deeplabv3_resnet101
-On synthetic data (no weights given) it starts from a converted randomly initialised
-torchvision model (needs the `torch` extra); about 4 minutes on a 2-core CPU, val mIoU .114
-(a random backbone frozen: only the heads learn).
-On IDD Part II the seed reports PA .8296, mIoU .4370 (SPEC 2).
+        --torch deeplabv3_resnet101_coco-586e9e4e.pth
+Command: python -m jaxseg.train --experiment transfer --data /path/to/idd20kII
+On synthetic data it starts from a converted randomly initialised torchvision model (needs
+the `torch` extra); about 4 minutes on a 2-core CPU, val mIoU .114 (a random backbone
+frozen: only the heads learn).
+On IDD Part II the study reports PA .8296, mIoU .4370 (docs/study.md).
 """
 
 import ml_collections
@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.options = ml_collections.ConfigDict(
         {"aux_loss": True, "freeze_backbone": True, "freeze_aspp": False}
     )
-    config.model.init_from = "weights/deeplabv3_resnet101"
+    config.model.init_from = "torchvision:deeplabv3_resnet101"
     config.loss.aux_weight = 0.5
     config.data.height = 1080
     config.data.width = 1920

@@ -1,8 +1,9 @@
 """Per-class loss weights from training-set pixel counts.
 
-Counts are a vector of 26 class counts, or 27 with void (the seed's class 26, "unlabeled")
-last. With 26 model outputs (`void: ignore`) the weights use the first 26 counts; with 27
-(`void: class`) all 27, void included, as the seed did.
+Counts are a vector of K class counts (K classes of the label space), or K + 1 with void
+last (the study's class 26, "unlabeled", for IDD level 3). With K model outputs
+(`void: ignore`) the weights use the first K counts; with K + 1 (`void: class`) all of
+them, void included, as the study did.
 
 Schemes (p_c = n_c / sum(n) over the counts used, K = number of outputs):
 
@@ -30,15 +31,22 @@ change the loss; the normalisations above only keep the numbers readable.
 """
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from jaxseg.classes import NUM_CLASSES, VOID, VOID_CLASS_ID
+from jaxseg import progress
+from jaxseg.data import sources, stats
+from jaxseg.data.labels import LabelSpace
 from jaxseg.errors import ConfigError, DataError
 
-# SPEC 2: pixels per class over the seed's IDD Part II training set; the last is void.
+# Pixels per IDD level-3 class over the study's IDD Part II training set (docs/study.md);
+# the last is void.
 SEED_PIXEL_COUNTS = (
     2198453584,
     519609102,
@@ -69,8 +77,9 @@ SEED_PIXEL_COUNTS = (
     2775322,
 )
 
-# Named count vectors for `loss.class_counts`; anything else is read as a JSON file.
-CLASS_COUNTS = {"seed": SEED_PIXEL_COUNTS}
+# Named count vectors for `loss.class_counts` and the label space they count; anything else
+# is read as a JSON file ("train": counted over the training split, see `for_config`).
+CLASS_COUNTS = {"seed": ("idd_level3", SEED_PIXEL_COUNTS)}
 
 ENET_C = 1.02
 
@@ -111,13 +120,16 @@ CLASS_WEIGHTS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
 }
 
 
-def class_weights(scheme: str, counts: Sequence[int], num_outputs: int) -> np.ndarray | None:
+def class_weights(
+    scheme: str, counts: Sequence[int], num_classes: int, num_outputs: int
+) -> np.ndarray | None:
     """Loss weights for the model's outputs.
 
     Args:
       scheme: a key of `CLASS_WEIGHTS`.
-      counts: 26 class pixel counts, or 27 with void last (e.g. `SEED_PIXEL_COUNTS`).
-      num_outputs: 26 (void ignored: the first 26 counts) or 27 (void as class 26: all 27).
+      counts: K class pixel counts, or K + 1 with void last (e.g. `SEED_PIXEL_COUNTS`).
+      num_classes: K, the classes of the label space.
+      num_outputs: K (void ignored: the first K counts) or K + 1 (void as a class).
 
     Returns:
       [num_outputs] float32 weights, or None for ``none``.
@@ -130,39 +142,50 @@ def class_weights(scheme: str, counts: Sequence[int], num_outputs: int) -> np.nd
         raise ConfigError(
             f"unknown class-weight scheme {scheme!r}; valid: {', '.join(CLASS_WEIGHTS)}"
         )
-    if num_outputs not in (NUM_CLASSES, NUM_CLASSES + 1):
-        raise ConfigError(f"class weights for {num_outputs} outputs; expected 26 or 27")
+    if num_outputs not in (num_classes, num_classes + 1):
+        raise ConfigError(
+            f"class weights for {num_outputs} outputs; expected {num_classes} or {num_classes + 1}"
+        )
     weigh = CLASS_WEIGHTS[scheme]
     if weigh is None:
         return None
     counts = np.asarray(counts, dtype=np.float64)
-    if counts.shape not in ((NUM_CLASSES,), (NUM_CLASSES + 1,)) or counts.size < num_outputs:
-        raise DataError(
-            f"class counts: expected {num_outputs}"
-            f"{' or 27' if num_outputs == NUM_CLASSES else ''} values, got shape {counts.shape}"
+    if counts.shape not in ((num_classes,), (num_classes + 1,)) or counts.size < num_outputs:
+        expected = f"{num_outputs}" + (
+            f" or {num_classes + 1}" if num_outputs == num_classes else ""
         )
+        raise DataError(f"class counts: expected {expected} values, got shape {counts.shape}")
     counts = counts[:num_outputs]
     if (counts < 0).any() or counts.sum() == 0:
         raise DataError("class counts must be non-negative and not all zero")
     return weigh(counts / counts.sum()).astype(np.float32)
 
 
-def load_counts(source: str) -> np.ndarray:
+def load_counts(source: str, label_space: LabelSpace) -> np.ndarray:
     """Pixel counts from a preset name of `CLASS_COUNTS` or a JSON file holding a list.
 
     Args:
-      source: ``seed`` or a path to a JSON list of 26 or 27 non-negative integers (for
-        example written from `pixel_counts` summed over a training set).
+      source: ``seed`` (IDD level 3 only) or a path to a JSON list of K or K + 1
+        non-negative integers (for example written by `python -m jaxseg.data.stats`).
+      label_space: the classes the counts are for (K of them).
 
     Returns:
-      [26] or [27] int64 counts.
+      [K] or [K + 1] int64 counts.
 
     Raises:
-      ConfigError: neither a preset nor an existing file.
-      DataError: the file is not a JSON list of 26 or 27 non-negative integers.
+      ConfigError: neither a preset nor an existing file, or a preset of another label
+        space.
+      DataError: the file is not a JSON list of K or K + 1 non-negative integers.
     """
+    k = label_space.num_classes
     if source in CLASS_COUNTS:
-        return np.asarray(CLASS_COUNTS[source], np.int64)
+        space, counts = CLASS_COUNTS[source]
+        if space != label_space.name:
+            raise ConfigError(
+                f"loss.class_counts={source!r} counts {space} classes, not {label_space.name}; "
+                "use loss.class_counts=train"
+            )
+        return np.asarray(counts, np.int64)
     path = Path(source)
     if not path.is_file():
         raise ConfigError(
@@ -174,22 +197,42 @@ def load_counts(source: str) -> np.ndarray:
         raise DataError(f"{path}: not a JSON list of class counts ({e})") from None
     if not (
         isinstance(values, list)
-        and len(values) in (NUM_CLASSES, NUM_CLASSES + 1)
+        and len(values) in (k, k + 1)
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
     ):
-        raise DataError(f"{path}: expected a JSON list of 26 or 27 non-negative integers")
+        raise DataError(f"{path}: expected a JSON list of {k} or {k + 1} non-negative integers")
     return np.asarray(values, np.int64)
 
 
-def pixel_counts(labels: np.ndarray) -> np.ndarray:
-    """Pixels per class of level-3 label maps, in the 27-entry layout of `SEED_PIXEL_COUNTS`.
+def for_config(
+    config: ml_collections.ConfigDict,
+    workdir: Path,
+    label_space: LabelSpace,
+    num_outputs: int,
+    train_source: sources.Source | None = None,
+) -> jax.Array | None:
+    """Per-output loss weights of the config's scheme and pixel counts (None: uniform).
 
-    Args:
-      labels: [...] integer ids; anything outside 0..25 (255, 26) counts as void, the last entry.
-
-    Returns:
-      [27] int64 counts; they add across images.
+    `loss.class_counts: train` counts the training split's pixels once and keeps them in
+    the workdir's `class_counts.json`, which later runs and `evaluate` reuse.
     """
-    ids = np.asarray(labels).ravel().astype(np.int64)
-    ids = np.where((ids == VOID) | (ids < 0) | (ids > VOID_CLASS_ID), VOID_CLASS_ID, ids)
-    return np.bincount(ids, minlength=NUM_CLASSES + 1).astype(np.int64)
+    if config.loss.class_weights == "none":
+        return None
+    counts_source = config.loss.class_counts
+    if counts_source == "train":
+        cached = Path(workdir) / "class_counts.json"
+        if not cached.exists():
+            if train_source is None:
+                raise DataError(f"{cached}: missing (made by jaxseg.train on first use)")
+            logging.info("counting class pixels of the training split for the class weights")
+            counts = stats.pixel_counts(train_source)
+            if progress.is_main_process():
+                cached.write_text(json.dumps([int(c) for c in counts]) + "\n")
+        counts_source = str(cached)
+    weights = class_weights(
+        config.loss.class_weights,
+        load_counts(counts_source, label_space),
+        label_space.num_classes,
+        num_outputs,
+    )
+    return jnp.asarray(weights, jnp.float32)

@@ -8,21 +8,39 @@ import platform
 import sys
 from collections.abc import Iterator
 
+from jaxseg.config import experiment_names
 from jaxseg.errors import JaxsegError
 
+DATA_HELP = (
+    '"synthetic" (the built-in data), an IDD root (leftImg8bit/, gtFine/), a Cityscapes '
+    "root, a folder of train/val/test.csv pair lists, or a TFDS data directory written by "
+    "`jaxseg.data.prepare --tfds`"
+)
 
-def parser(description: str) -> argparse.ArgumentParser:
+
+def parser(module: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser whose usage line reads `python -m MODULE`; sets up logging."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Library loggers (absl, orbax) are chatty at INFO; keep ours.
     for name in ("absl", "orbax", "jax"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    return argparse.ArgumentParser(description=description)
+    return argparse.ArgumentParser(prog=f"python -m {module}", description=description)
 
 
 def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
     """`--set key=value` (repeatable) into `args.overrides`."""
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
+def add_experiment(parser: argparse.ArgumentParser) -> None:
+    """`--experiment NAME` or `--config FILE` into `args.experiment` (a name or a path)."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    names = ", ".join(experiment_names()) or "none found"
+    group.add_argument("--experiment", help=f"an experiment of the experiments/ folder: {names}")
+    group.add_argument(
+        "--config", dest="experiment", metavar="FILE", help="an experiment file anywhere (.py)"
     )
 
 

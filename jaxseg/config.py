@@ -1,15 +1,155 @@
-"""Experiment configs: loading, the synthetic-data profile and `--set key=value` overrides."""
+"""Configs: every key with its default, experiments found by name or file, `--set` overrides.
+
+An experiment is a Python file with `get_config() -> ml_collections.ConfigDict`, found by
+module name in the `experiments` folder (`--experiment unet` loads `experiments/unet.py`;
+a new file there is enough) or by path anywhere (`--config path/to/file.py`). Its config
+starts from `defaults()`, the one place that lists every key; an experiment that sets a key
+the defaults lack is an error, as is an unknown `--set` key.
+"""
 
 import ast
+import importlib
+import importlib.util
 import json
 import logging
 from pathlib import Path
+from types import ModuleType
 
 import ml_collections
 
-import experiments
-from experiments import base
 from jaxseg.errors import ConfigError
+
+EXPERIMENTS_PACKAGE = "experiments"
+# Files of the experiments folder that are not experiments.
+_NOT_EXPERIMENTS = ("__init__", "base")
+# Sections whose keys are free (architecture and augmentation keyword arguments).
+OPEN_SECTIONS = ("model.options", "data.augment")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Every config key with its default value; experiments override what differs."""
+    config = ml_collections.ConfigDict()
+    config.experiment = "default"
+    config.seed = 0
+    config.model = _section(
+        name="fcn",  # Key of jaxseg.models.MODELS.
+        dtype="float32",  # Compute dtype ("float32", "bfloat16"); parameters stay float32.
+        options=ml_collections.ConfigDict(),  # The model's keyword arguments.
+        # Start from other weights when the workdir has no checkpoint yet: a
+        # `jaxseg.convert` folder, "torchvision:ARCH" (the folder `jaxseg.convert --arch
+        # ARCH` writes into the cache by default), or "random_torchvision" (a converted
+        # randomly initialised torchvision model; needs the torch extra).
+        init_from="",
+        # Convolution kernels: "cpu" (formulations measured faster on the XLA CPU backend,
+        # jaxseg.cpu_kernels), "xla" (plain XLA) or "auto" (cpu on the CPU backend).
+        kernels="auto",
+    )
+    config.data = _section(
+        source="synthetic",  # "synthetic" or a dataset path (jaxseg.data.formats).
+        # Label space of the labels (jaxseg.data.labels): "auto" is the format's default
+        # (IDD: idd_level3; Cityscapes: cityscapes); idd_level2 / idd_level1 read IDD's
+        # coarser levels from the same level-3 files.
+        labels="auto",
+        height=512,  # Model input size: images are resized to it.
+        width=1024,
+        batch_size=4,  # Global batch, split over all devices of all processes.
+        eval_batch_size=4,
+        void="ignore",  # "ignore" (no loss on void) or "class" (void is one more output).
+        workers=2,  # grain worker processes; 0 decodes in the training process.
+        # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
+        # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
+        augment=ml_collections.ConfigDict(),
+        val_split="val",
+        test_split="test",
+    )
+    config.loss = _section(
+        class_weights="none",  # Scheme of jaxseg.class_weights.CLASS_WEIGHTS.
+        # Pixel counts for the weights: "seed" (the IDD level-3 counts of the report jaxseg
+        # reimplements, docs/study.md), "train" (counted once over the training split and
+        # kept in the workdir), or a JSON file.
+        class_counts="seed",
+        aux_weight=0.5,  # Auxiliary-head loss weight (torchvision's reference).
+    )
+    config.optimizer = _section(
+        name="adam",  # "adam", "adamw" or "sgd".
+        learning_rate=1e-3,
+        schedule="constant",  # "constant", "cosine" or "poly".
+        warmup_steps=0,
+        weight_decay=0.0,
+    )
+    config.train = _section(
+        epochs=30,
+        patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
+        log_every_steps=10,
+        checkpoint_every_steps=0,  # 0: only at epoch ends.
+        # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
+        accumulate_steps=1,
+    )
+    # Data parallelism (jaxseg.parallel). None of these change the trained model, so a run
+    # may resume with other values.
+    config.parallel = _section(
+        mode="sharding",  # "sharding" (jit over a device mesh) or "pmap".
+        num_devices=0,  # Devices used on each process; 0: all.
+        shard_params=False,  # Sharding mode: shard the state FSDP-style.
+    )
+    # The built-in synthetic dataset, generated when data.source is "synthetic".
+    config.synthetic = _section(
+        train=200, val=40, test=10, height=256, width=512, seed=0, classes="common"
+    )
+    # Overrides applied when the data is synthetic, so a run fits a 2-core CPU.
+    config.profiles = _section(synthetic=ml_collections.ConfigDict())
+    return config
+
+
+def _section(**values) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(values)
+
+
+def experiments_dir() -> Path | None:
+    """The folder of the `experiments` package (found without importing it), or None."""
+    spec = importlib.util.find_spec(EXPERIMENTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def experiment_names() -> list[str]:
+    """Names `--experiment` accepts: the experiment files of the experiments folder."""
+    folder = experiments_dir()
+    if folder is None:
+        return []
+    return sorted(p.stem for p in folder.glob("*.py") if p.stem not in _NOT_EXPERIMENTS)
+
+
+def _import_experiment(experiment: str) -> ModuleType:
+    if experiment.endswith(".py"):
+        path = Path(experiment)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such experiment file")
+        spec = importlib.util.spec_from_file_location(f"jaxseg_experiment_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    names = experiment_names()
+    if experiment not in names:
+        raise ConfigError(f"unknown experiment {experiment!r}; valid: {', '.join(names)}")
+    return importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{experiment}")
+
+
+def get_experiment(experiment: str) -> ml_collections.ConfigDict:
+    """The locked config of an experiment name or `.py` file, checked against `defaults()`."""
+    module = _import_experiment(experiment)
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"experiment {experiment!r}: no get_config() function")
+    config = module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"experiment {experiment!r}: get_config() must return a ConfigDict")
+    unknown = sorted(set(_leaf_paths(config)) - set(_leaf_paths(defaults())))
+    unknown = [k for k in unknown if not k.startswith(OPEN_SECTIONS) and "profiles." not in k]
+    if unknown:
+        raise ConfigError(f"experiment {experiment!r}: unknown config key {unknown[0]!r}")
+    config.lock()
+    return config
 
 
 def _leaf_paths(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
@@ -71,15 +211,11 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
 def _flatten_dict(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
-        if isinstance(value, dict) and value and not _is_open_section(prefix + key):
+        if isinstance(value, dict) and value and prefix + key not in OPEN_SECTIONS:
             flat.update(_flatten_dict(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def _is_open_section(path: str) -> bool:
-    return path == "model.options" or path == "data.augment"
 
 
 def apply_profile(config: ml_collections.ConfigDict, name: str) -> dict:
@@ -96,12 +232,15 @@ def apply_profile(config: ml_collections.ConfigDict, name: str) -> dict:
 def load_config(
     experiment: str, *, data: str | None = None, overrides: list[str] = ()
 ) -> ml_collections.ConfigDict:
-    """The experiment's config, with the synthetic profile when the data is synthetic.
+    """The config of an experiment name or file, with the synthetic profile when the data
+    is synthetic.
 
     Order: experiment defaults, then `--data`, then the synthetic profile (if the data is
-    synthetic), then `--set` overrides, so a user's override always wins.
+    synthetic), then `--set` overrides, so a user's override always wins. A relative data
+    or `model.init_from` path is made absolute, so the saved config does not depend on the
+    working directory.
     """
-    config = experiments.get_config(experiment)
+    config = get_experiment(experiment)
     if data is not None:
         config.data.source = data
     if config.data.source == "synthetic":
@@ -112,7 +251,16 @@ def load_config(
                 ", ".join(f"{k}={v}" for k, v in applied.items()),
             )
     apply_overrides(config, list(overrides))
+    _absolute_paths(config)
     return config
+
+
+def _absolute_paths(config: ml_collections.ConfigDict) -> None:
+    if config.data.source != "synthetic":
+        config.data.source = str(Path(config.data.source).expanduser().absolute())
+    init_from = config.model.init_from
+    if init_from and ":" not in init_from and init_from != "random_torchvision":
+        config.model.init_from = str(Path(init_from).expanduser().absolute())
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
@@ -120,12 +268,15 @@ def config_to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def saved_config(path: str | Path) -> ml_collections.ConfigDict:
-    """A run's `config.json` over the defaults of `experiments/base.py`, so a run saved
-    before a setting existed (e.g. `parallel`) still loads, with that setting's default."""
+    """A run's `config.json` over `defaults()`, so a run saved before a setting existed
+    (e.g. `parallel`) still loads, with that setting's default."""
     try:
         saved = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot read the run's config ({e})") from None
-    config = base.get_config()
+    data = saved.get("data", {})
+    if "labels" not in data:  # Saved before label spaces: every such run was IDD level 3.
+        data["labels"] = "idd_level3"
+    config = defaults()
     config.update(saved)
     return config

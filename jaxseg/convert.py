@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxseg import files
 from jaxseg.errors import JaxsegError
 from jaxseg.models import deeplabv3, resnet
 
@@ -330,14 +331,55 @@ def random_torchvision_weights(arch: str, out_dir: str | Path, seed: int = 0) ->
     return out
 
 
+def init_from_path(init_from: str, arch: str) -> Path | None:
+    """The converted-weights folder `model.init_from` names (None for ""), checked.
+
+    Args:
+      init_from: a `jaxseg.convert` output folder; "torchvision:ARCH", the folder that
+        `python -m jaxseg.convert --arch ARCH` writes by default; or "random_torchvision",
+        a converted randomly initialised torchvision model of `arch` (made once into the
+        cache; needs torch and torchvision).
+      arch: the model's name, for "random_torchvision".
+
+    Raises:
+      ConversionError: torch missing for "random_torchvision", or no converted weights at
+        the path.
+    """
+    if not init_from:
+        return None
+    if init_from == "random_torchvision":
+        if arch not in ARCHS:
+            raise ConversionError(f"model.init_from=random_torchvision: no torchvision {arch!r}")
+        return random_torchvision_weights(arch, files.cache_dir() / f"random-torchvision-{arch}")
+    path = Path(init_from)
+    if init_from.startswith("torchvision:"):
+        path = files.weights_dir(init_from.removeprefix("torchvision:"))
+    if not (path / _META_FILE).is_file():
+        raise ConversionError(
+            f"model.init_from={init_from}: {path} holds no converted weights "
+            "(write them with `python -m jaxseg.convert`)"
+        )
+    return path
+
+
+def load_init_from(init_from: str, arch: str) -> Variables | None:
+    """The variables `model.init_from` names (see `init_from_path`), or None for ""."""
+    path = init_from_path(init_from, arch)
+    return None if path is None else load_converted(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     from jaxseg import cli
 
-    parser = cli.parser(__doc__.split("\n")[0])
+    parser = cli.parser("jaxseg.convert", __doc__.split("\n")[0])
     # No argparse `choices`: an unknown arch is reported by ConversionError in one line.
     parser.add_argument("--arch", required=True, help=" | ".join(ARCHS))
     parser.add_argument("--torch", required=True, help="torchvision .pth state dict")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--out",
+        help="output directory (default: the cache folder that model.init_from="
+        "torchvision:ARCH reads)",
+    )
     parser.add_argument("--num-classes", type=int, help="expected DeepLabV3 class count")
     args = parser.parse_args(argv)
     with cli.user_errors():
@@ -348,8 +390,9 @@ def main(argv: list[str] | None = None) -> None:
         skipped = ignored_keys(state_dict, args.arch)
         if skipped:
             logging.info("note: ignored the classification head: %s", ", ".join(skipped))
-        save_converted(args.out, variables, args.arch)
-        logging.info("wrote %s", Path(args.out) / _VARIABLES_DIR)
+        out = Path(args.out) if args.out else files.weights_dir(args.arch)
+        save_converted(out, variables, args.arch)
+        logging.info("wrote %s", out / _VARIABLES_DIR)
 
 
 if __name__ == "__main__":

@@ -3,28 +3,30 @@
 import jax
 import jax.numpy as jnp
 
-from jaxseg.classes import VOID, VOID_CLASS_ID
+from jaxseg.data.labels import VOID
 
 VOID_POLICIES = ("ignore", "class")
 
 
 def num_outputs(num_classes: int, void: str) -> int:
-    """Model output count for a void policy (SPEC 3): ``class`` adds void as one more class."""
+    """Model output count for a void policy: ``class`` adds void as one more class."""
     if void not in VOID_POLICIES:
         raise ValueError(f"unknown void policy {void!r}; valid: {', '.join(VOID_POLICIES)}")
     return num_classes + (void == "class")
 
 
-def apply_void_policy(labels: jax.Array, void: str) -> jax.Array:
-    """Maps void (255) to the extra class id under ``void: class``; leaves it otherwise.
+def apply_void_policy(labels: jax.Array, void: str, num_classes: int) -> jax.Array:
+    """Maps void (255) to the extra class id `num_classes` under ``void: class``; leaves it
+    otherwise.
 
     Args:
-      labels: [B, H, W] int32 level-3 ids, 255 = void.
-      void: ``ignore`` (void carries no loss) or ``class`` (void is class 26).
+      labels: [B, H, W] int32 train ids, 255 = void.
+      void: ``ignore`` (void carries no loss) or ``class`` (void is class `num_classes`).
+      num_classes: classes of the label space.
     """
-    num_outputs(0, void)  # Validates the policy name.
+    num_outputs(num_classes, void)  # Validates the policy name.
     if void == "class":
-        return jnp.where(labels == VOID, VOID_CLASS_ID, labels)
+        return jnp.where(labels == VOID, num_classes, labels)
     return labels
 
 

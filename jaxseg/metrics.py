@@ -1,30 +1,29 @@
-"""Segmentation metrics exactly as IDD's official evaluation (SPEC 4).
+"""Segmentation metrics exactly as IDD's and Cityscapes' official evaluations.
 
-A confusion matrix is summed over the whole split; rows are ground truth over the classes,
-columns the prediction, with one extra last column counting predictions of void (which are
-misses for the true class). Ground-truth void (255, or the void class id 26) is ignored.
+A confusion matrix is summed over the whole split (never averaged per image); rows are
+ground truth over the K classes of the label space, columns the prediction, with one extra
+last column counting predictions of void or of no evaluated class (misses for the true
+class). Ground-truth void (255, or any id >= K) is ignored. See docs/datasets.md.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.classes import CLASS_NAMES, NUM_CLASSES
-
 
 def confusion_matrix(
     labels: jax.Array,
     predictions: jax.Array,
+    num_classes: int,
     mask: jax.Array | None = None,
-    num_classes: int = NUM_CLASSES,
 ) -> jax.Array:
     """Confusion matrix of one batch; matrices of batches and devices add up.
 
     Args:
       labels: [...] int ground truth; values outside [0, num_classes) are void.
       predictions: [...] int predictions; values outside [0, num_classes) count as void.
+      num_classes: number of classes K of the label space.
       mask: optional [...] bool, False for padding pixels/examples to leave out.
-      num_classes: number of real classes.
 
     Returns:
       [num_classes, num_classes + 1] int32; column ``num_classes`` counts void predictions.
@@ -44,7 +43,7 @@ def confusion_matrix(
     return counts.astype(jnp.int32).reshape(num_classes, num_classes + 1)
 
 
-def metrics_from_confusion(cm: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES) -> dict:
+def metrics_from_confusion(cm: np.ndarray, class_names: tuple[str, ...]) -> dict:
     """Pixel accuracy, mean IoU and per-class IoU from a summed confusion matrix.
 
     IoU_c = TP / (TP + FP + FN); classes with TP + FP + FN == 0 get NaN and are left out of

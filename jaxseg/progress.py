@@ -8,6 +8,8 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
+from jaxseg.files import to_json
+
 
 def is_main_process() -> bool:
     return jax.process_index() == 0
@@ -31,21 +33,6 @@ class MetricsLog:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(to_json(record) + "\n")
-
-
-def _nan_to_none(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nan_to_none(v) for v in value]
-    return value
-
-
-def to_json(record: dict, **kwargs) -> str:
-    """Strict JSON: NaN (a class absent from a split has no IoU) is written as null."""
-    return json.dumps(_nan_to_none(record), allow_nan=False, **kwargs)
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Pictures and tables of finished runs: the seed's figures, overlays and its Table 1.
+"""Pictures and tables of finished runs: the study's figures, overlays and its Table 1.
 
 Figures are built as matplotlib `Figure` objects by pure functions of the run's records
 (`loss_figure`, `accuracy_figure`, `class_iou_figure`) and saved separately, so tests and
@@ -10,7 +10,6 @@ Commands:
 """
 
 import dataclasses
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -22,13 +21,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from jaxseg import cli
-from jaxseg.classes import CLASS_NAMES, NUM_CLASSES, PALETTE, SEED_CLASSES, colorize
+from jaxseg import cli, results
+from jaxseg.config import saved_config
+from jaxseg.data.labels import IDD_LEVEL3, LabelSpace, get_label_space
 from jaxseg.errors import DataError
 
-# SPEC 2, Table 1: the seed's published numbers, keyed like jaxseg's experiment names.
-SEED_TABLE = {
-    name: dict(zip(("pixel_accuracy", "mean_iou", *SEED_CLASSES), row, strict=True))
+# The study's Table 1 (IDD level 3, docs/study.md): its published numbers, keyed like
+# jaxseg's experiment names.
+STUDY_TABLE = {
+    name: dict(zip(("pixel_accuracy", "mean_iou", *IDD_LEVEL3.headline), row, strict=True))
     for name, row in {
         "baseline": (0.7944, 0.3371, 0.8632, 0.2323, 0.5084, 0.2419, 0.9403),
         "flip": (0.7546, 0.2532, 0.8082, 0.1864, 0.2262, 0.2542, 0.8105),
@@ -59,7 +60,7 @@ class Curves:
       val_loss: [E_v] validation loss.
       val_pixel_accuracy: [E_v] validation pixel accuracy.
       val_mean_iou: [E_v] validation mean IoU.
-      val_iou: class name -> [E_v] validation IoU, for every class of `CLASS_NAMES`.
+      val_iou: class name -> [E_v] validation IoU, for every class the records name.
     """
 
     train_epochs: np.ndarray
@@ -110,6 +111,7 @@ def curves_from_records(records: Sequence[dict]) -> Curves:
     def series(key: str) -> np.ndarray:
         return np.array([_float(r.get(key)) for r in val_records], np.float64)
 
+    class_names = dict.fromkeys(name for r in val_records for name in (r.get("val_iou") or {}))
     return Curves(
         train_epochs=np.array(sorted(train), np.float64),
         train_loss=np.array([np.nanmean(train[e]) for e in sorted(train)], np.float64),
@@ -121,7 +123,7 @@ def curves_from_records(records: Sequence[dict]) -> Curves:
             name: np.array(
                 [_float((r.get("val_iou") or {}).get(name)) for r in val_records], np.float64
             )
-            for name in CLASS_NAMES
+            for name in class_names
         },
     )
 
@@ -142,8 +144,8 @@ def _epoch_axes(figure: Figure, title: str, ylabel: str):
     return axes
 
 
-def loss_figure(curves: Curves) -> Figure:
-    """The seed's Figure 1: train and validation loss per epoch (two lines)."""
+def loss_figure(curves: Curves, label_space: LabelSpace) -> Figure:
+    """The study's Figure 1: train and validation loss per epoch (two lines)."""
     figure = Figure(figsize=(7, 4.5))
     axes = _epoch_axes(figure, "Training and validation loss", "cross-entropy loss")
     _plot(axes, curves.train_epochs, curves.train_loss, label="train")
@@ -152,8 +154,8 @@ def loss_figure(curves: Curves) -> Figure:
     return figure
 
 
-def accuracy_figure(curves: Curves) -> Figure:
-    """The seed's Figure 2: validation pixel accuracy and mean IoU per epoch (two lines)."""
+def accuracy_figure(curves: Curves, label_space: LabelSpace) -> Figure:
+    """The study's Figure 2: validation pixel accuracy and mean IoU per epoch (two lines)."""
     figure = Figure(figsize=(7, 4.5))
     axes = _epoch_axes(figure, "Validation pixel accuracy and mean IoU", "score")
     _plot(axes, curves.val_epochs, curves.val_pixel_accuracy, label="pixel accuracy")
@@ -163,20 +165,21 @@ def accuracy_figure(curves: Curves) -> Figure:
     return figure
 
 
-def class_iou_figure(curves: Curves) -> Figure:
-    """The seed's Figure 3: validation IoU per epoch of all 26 classes (one line each).
+def class_iou_figure(curves: Curves, label_space: LabelSpace) -> Figure:
+    """The study's Figure 3: validation IoU per epoch of every class (one line each).
 
-    Lines use the IDD palette colours; the legend sits outside the axes, on the right.
+    Lines use the label space's palette colours; the legend sits outside the axes, on the
+    right.
     """
     figure = Figure(figsize=(11, 6))
     axes = _epoch_axes(figure, "Validation IoU per class", "IoU")
-    for i, name in enumerate(CLASS_NAMES):
+    for i, name in enumerate(label_space.class_names):
         _plot(
             axes,
             curves.val_epochs,
-            curves.val_iou[name],
+            curves.val_iou.get(name, np.full(curves.val_epochs.shape, np.nan)),
             label=name,
-            color=np.array(PALETTE[i]) / 255,
+            color=np.array(label_space.palette[i]) / 255,
             linestyle=_LINE_STYLES[i % len(_LINE_STYLES)],
         )
     axes.set_ylim(0, 1)
@@ -184,7 +187,7 @@ def class_iou_figure(curves: Curves) -> Figure:
     return figure
 
 
-FIGURES: dict[str, Callable[[Curves], Figure]] = {
+FIGURES: dict[str, Callable[[Curves, LabelSpace], Figure]] = {
     "loss.png": loss_figure,
     "accuracy.png": accuracy_figure,
     "class_iou.png": class_iou_figure,
@@ -200,12 +203,15 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
-def plot_curves(records: Sequence[dict], out_dir: str | Path) -> list[Path]:
+def plot_curves(
+    records: Sequence[dict], out_dir: str | Path, label_space: LabelSpace
+) -> list[Path]:
     """Writes loss.png, accuracy.png and class_iou.png of a run into `out_dir`.
 
     Args:
       records: the run's metrics.jsonl records (see `curves_from_records`).
       out_dir: folder for the PNGs (created if needed).
+      label_space: the run's classes and their colours.
 
     Returns:
       The paths written, in the order of `FIGURES`.
@@ -216,28 +222,38 @@ def plot_curves(records: Sequence[dict], out_dir: str | Path) -> list[Path]:
     curves = curves_from_records(records)
     if not (curves.train_epochs.size or curves.val_epochs.size):
         raise DataError("no train or evaluation records to plot")
-    return [save_figure(build(curves), Path(out_dir) / name) for name, build in FIGURES.items()]
+    return [
+        save_figure(build(curves, label_space), Path(out_dir) / name)
+        for name, build in FIGURES.items()
+    ]
 
 
-def blend(image: np.ndarray, ids: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Class colours over an image; void (and any id outside 0..25) leaves the image as is.
+def blend(
+    image: np.ndarray, ids: np.ndarray, label_space: LabelSpace, alpha: float = 0.5
+) -> np.ndarray:
+    """Class colours over an image; void (and any id outside 0..K-1) leaves it as is.
 
     Args:
       image: [H, W, 3] uint8 RGB.
-      ids: [H, W] integer class ids.
+      ids: [H, W] integer train ids.
+      label_space: the classes' colours.
       alpha: opacity of the class colours.
 
     Returns:
       [H, W, 3] uint8.
     """
     ids = np.asarray(ids)
-    mixed = (1 - alpha) * image.astype(np.float32) + alpha * colorize(ids).astype(np.float32)
-    valid = ((ids >= 0) & (ids < NUM_CLASSES))[..., None]
+    colors = label_space.colorize(ids).astype(np.float32)
+    mixed = (1 - alpha) * image.astype(np.float32) + alpha * colors
+    valid = ((ids >= 0) & (ids < label_space.num_classes))[..., None]
     return np.where(valid, np.round(mixed), image).astype(np.uint8)
 
 
 def overlay_figure(
-    image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None = None
+    image: np.ndarray,
+    prediction: np.ndarray,
+    label: np.ndarray | None,
+    label_space: LabelSpace,
 ) -> Figure:
     """Image, prediction over the image and (if given) the ground truth, side by side.
 
@@ -247,14 +263,15 @@ def overlay_figure(
       image: [H, W, 3] uint8 RGB.
       prediction: [H, W] class ids.
       label: [H, W] ground-truth ids (255 = void, drawn black) or None.
+      label_space: the classes' names and colours.
     """
     height, width = image.shape[:2]
     for name, ids in (("prediction", prediction), ("label", label)):
         if ids is not None and np.shape(ids) != (height, width):
             raise ValueError(f"{name} shape {np.shape(ids)} != image size {(height, width)}")
-    panels = [("image", image), ("prediction", blend(image, prediction))]
+    panels = [("image", image), ("prediction", blend(image, prediction, label_space))]
     if label is not None:
-        panels.append(("ground truth", colorize(label)))
+        panels.append(("ground truth", label_space.colorize(label)))
     panel_width = 5.0
     figure = Figure(figsize=(panel_width * len(panels), panel_width * height / width + 1.2))
     for i, (title, picture) in enumerate(panels):
@@ -266,9 +283,9 @@ def overlay_figure(
         np.concatenate([np.ravel(prediction), np.ravel(label if label is not None else [])])
     )
     handles = [
-        Patch(color=np.array(PALETTE[c]) / 255, label=CLASS_NAMES[c])
+        Patch(color=np.array(label_space.palette[c]) / 255, label=label_space.class_names[c])
         for c in present.astype(np.int64)
-        if 0 <= c < NUM_CLASSES
+        if 0 <= c < label_space.num_classes
     ]
     if handles:
         figure.legend(
@@ -282,118 +299,101 @@ def overlay_figure(
 
 
 def save_overlay(
-    image: np.ndarray, prediction: np.ndarray, label: np.ndarray | None, path: str | Path
+    image: np.ndarray,
+    prediction: np.ndarray,
+    label: np.ndarray | None,
+    label_space: LabelSpace,
+    path: str | Path,
 ) -> Path:
-    """Writes `overlay_figure(image, prediction, label)` as a PNG and returns its path."""
-    return save_figure(overlay_figure(image, prediction, label), path)
-
-
-def _number(value, path: Path, key: str) -> float:
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return _float(value)
-    raise DataError(f"{path}: {key} is {value!r}, expected a number")
-
-
-def load_results(path: str | Path) -> dict:
-    """Reads and checks a run's results.json (SPEC 7).
-
-    Returns:
-      {"experiment": str, "pixel_accuracy": float, "mean_iou": float, "iou": {name: float},
-      ...the file's other fields}; null values become NaN.
-
-    Raises:
-      DataError: the file is missing, not JSON, or lacks a field; the message names it.
-    """
-    path = Path(path)
-    try:
-        results = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file (has the run finished?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(results, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    for key, kind in (
-        ("experiment", str),
-        ("pixel_accuracy", None),
-        ("mean_iou", None),
-        ("iou", dict),
-    ):
-        if key not in results:
-            raise DataError(f"{path}: missing field {key!r}")
-        if kind is not None and not isinstance(results[key], kind):
-            raise DataError(f"{path}: {key} is {results[key]!r}, expected {kind.__name__}")
-    return {
-        **results,
-        "pixel_accuracy": _number(results["pixel_accuracy"], path, "pixel_accuracy"),
-        "mean_iou": _number(results["mean_iou"], path, "mean_iou"),
-        "iou": {k: _number(v, path, f"iou[{k!r}]") for k, v in results["iou"].items()},
-    }
+    """Writes `overlay_figure(...)` as a PNG and returns its path."""
+    return save_figure(overlay_figure(image, prediction, label, label_space), path)
 
 
 def format_score(value: float | None) -> str:
-    """Four decimals as in the seed's table; "n/a" for a missing or NaN score."""
+    """Four decimals as in the study's table; "n/a" for a missing or NaN score."""
     return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
-def _table_classes(all_classes: bool) -> tuple[str, ...]:
-    # The seed's five first, as in its Table 1, then the other classes in id order.
+def _table_classes(label_space: LabelSpace, all_classes: bool) -> tuple[str, ...]:
+    # The headline classes first (the study's five for IDD level 3), then the others in id
+    # order.
+    headline = label_space.headline
     if not all_classes:
-        return SEED_CLASSES
-    return SEED_CLASSES + tuple(c for c in CLASS_NAMES if c not in SEED_CLASSES)
+        return headline
+    return headline + tuple(c for c in label_space.class_names if c not in headline)
 
 
 def _markdown_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def data_source(run: dict, fallback: str) -> str:
+    """Where a run's numbers come from: "synthetic" or its dataset folder's name."""
+    data = run.get("data")
+    if not data:
+        return fallback
+    return data if data == "synthetic" else Path(data).name
+
+
+def _study_row(run: dict) -> dict | None:
+    """The study's published row for a run of the same experiment on IDD level 3."""
+    if run.get("labels", IDD_LEVEL3.name) != IDD_LEVEL3.name:
+        return None
+    return STUDY_TABLE.get(run["experiment"])
+
+
 def results_table(runs: Sequence[tuple[str, dict]], all_classes: bool = False) -> str:
-    """A markdown table in the seed's columns, each run followed by the seed's row.
+    """A markdown table of runs, each IDD level-3 run followed by the study's row.
 
     Args:
-      runs: (source, results) pairs: the run's folder and its `load_results` dict.
-      all_classes: add a column for every class, not only the seed's five.
+      runs: (name, results) pairs: a name for runs whose results do not say their data
+        (the run's folder), and the `results.load` dict.
+      all_classes: add a column for every class, not only the headline ones.
 
     Returns:
-      The table, one line per row, ending with a newline. The seed's published row (SPEC 2)
-      follows each run whose experiment it reports; the seed gave no other classes, so their
-      cells are empty there.
+      The table, one line per row, ending with a newline. The "source" column says where
+      the numbers come from: the run's data ("synthetic" or the dataset folder), or
+      "study (Table 1)" for the published row (docs/study.md), which gave no other
+      classes, so their cells are empty there.
     """
-    classes = _table_classes(all_classes)
+    space = get_label_space(runs[0][1].get("labels", IDD_LEVEL3.name)) if runs else IDD_LEVEL3
+    classes = _table_classes(space, all_classes)
     lines = [
         _markdown_row(("experiment", "source", "PA", "mIoU", *classes)),
         _markdown_row(("---",) * (4 + len(classes))),
     ]
-    for source, results in runs:
-        scores = [results["pixel_accuracy"], results["mean_iou"]]
-        scores += [results["iou"].get(c) for c in classes]
-        lines.append(_markdown_row((results["experiment"], source, *map(format_score, scores))))
-        seed = SEED_TABLE.get(results["experiment"])
-        if seed is not None:
-            cells = [format_score(seed[k]) for k in ("pixel_accuracy", "mean_iou")]
-            cells += [format_score(seed[c]) if c in seed else "" for c in classes]
-            lines.append(_markdown_row((results["experiment"], "seed (Table 1)", *cells)))
+    for name, run in runs:
+        scores = [run["pixel_accuracy"], run["mean_iou"]]
+        scores += [run["iou"].get(c) for c in classes]
+        source = data_source(run, name)
+        lines.append(_markdown_row((run["experiment"], source, *map(format_score, scores))))
+        study = _study_row(run)
+        if study is not None:
+            cells = [format_score(study[k]) for k in ("pixel_accuracy", "mean_iou")]
+            cells += [format_score(study[c]) if c in study else "" for c in classes]
+            lines.append(_markdown_row((run["experiment"], "study (Table 1)", *cells)))
     return "\n".join(lines) + "\n"
 
 
-def _run_facts(results: dict) -> str:
-    facts = [f"split: {results.get('split', '?')}"]
+def _run_facts(run: dict) -> str:
+    facts = [f"split: {run.get('split', '?')}"]
     for key, spec in (("steps", "d"), ("epochs", ".2f"), ("train_images_per_sec", ".1f")):
-        value = results.get(key)
+        value = run.get(key)
         if isinstance(value, int | float):
             facts.append(f"{key.replace('_', ' ')}: {value:{spec}}")
     return ", ".join(facts)
 
 
-def _summary_table(results: dict) -> list[str]:
-    # Beside the seed's numbers when the seed ran this experiment.
-    seed = SEED_TABLE.get(results["experiment"])
-    header = ["metric", "this run"] + (["seed (Table 1)"] if seed else [])
+def _summary_table(run: dict, label_space: LabelSpace) -> list[str]:
+    # Beside the study's numbers when the study ran this experiment.
+    study = _study_row(run)
+    header = ["metric", "this run"] + (["study (Table 1)"] if study else [])
     lines = [_markdown_row(header), _markdown_row(["---"] * len(header))]
-    keys = [("PA", "pixel_accuracy"), ("mIoU", "mean_iou")] + [(c, c) for c in SEED_CLASSES]
+    keys = [("PA", "pixel_accuracy"), ("mIoU", "mean_iou")]
+    keys += [(c, c) for c in label_space.headline]
     for title, key in keys:
-        ours = results["iou"].get(key) if key in SEED_CLASSES else results[key]
-        cells = [title, format_score(ours)] + ([format_score(seed[key])] if seed else [])
+        ours = run["iou"].get(key) if key in label_space.headline else run[key]
+        cells = [title, format_score(ours)] + ([format_score(study[key])] if study else [])
         lines.append(_markdown_row(cells))
     return lines
 
@@ -401,20 +401,21 @@ def _summary_table(results: dict) -> list[str]:
 def write_report_md(workdir: str | Path) -> Path:
     """Writes `report/report.md`: final numbers from results.json and links to the PNGs.
 
-    Lists PA, mIoU and the seed's five classes (beside the seed's Table 1 when it has the
+    Lists PA, mIoU and the headline classes (beside the study's Table 1 when it has the
     experiment), then the IoU of every class, then the figures and overlays in `report/`.
 
     Raises:
       DataError: results.json is missing or invalid.
     """
     workdir = Path(workdir)
-    results = load_results(workdir / RESULTS_FILE)
+    run = results.load(workdir / RESULTS_FILE)
+    label_space = get_label_space(run["labels"])
     report_dir = workdir / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {results['experiment']}", "", _run_facts(results), ""]
-    lines += _summary_table(results)
+    lines = [f"# {run['experiment']}", "", _run_facts(run), ""]
+    lines += _summary_table(run, label_space)
     lines += ["", "## IoU of every class", "", "| class | IoU |", "| --- | --- |"]
-    lines += [_markdown_row((c, format_score(results["iou"].get(c)))) for c in CLASS_NAMES]
+    lines += [_markdown_row((c, format_score(run["iou"].get(c)))) for c in label_space.class_names]
     pictures = [name for name in FIGURES if (report_dir / name).exists()]
     pictures += sorted(p.name for p in report_dir.glob("*.png") if p.name not in FIGURES)
     if pictures:
@@ -427,11 +428,20 @@ def write_report_md(workdir: str | Path) -> Path:
 
 
 def _table_command(args) -> None:
-    runs = [(str(d), load_results(Path(d) / RESULTS_FILE)) for d in args.runs]
+    runs = [(str(d), results.load(Path(d) / RESULTS_FILE)) for d in args.runs]
     table = results_table(runs, all_classes=args.all_classes)
     if args.out:
         Path(args.out).write_text(table)
     print(table, end="")
+
+
+def _run_labels(workdir: Path) -> str:
+    """The label space a run's numbers are in: from its config.json, else its results."""
+    if (workdir / "config.json").is_file():
+        return saved_config(workdir / "config.json").data.labels
+    if (workdir / RESULTS_FILE).is_file():
+        return results.load(workdir / RESULTS_FILE)["labels"]
+    raise DataError(f"{workdir}: no config.json or {RESULTS_FILE} saying the run's classes")
 
 
 def _plots_command(args) -> None:
@@ -441,7 +451,8 @@ def _plots_command(args) -> None:
     metrics = workdir / METRICS_FILE
     if not metrics.is_file():
         raise DataError(f"{metrics}: no such file")
-    written = plot_curves(progress.read_metrics(metrics), workdir / REPORT_DIR)
+    label_space = get_label_space(_run_labels(workdir))
+    written = plot_curves(progress.read_metrics(metrics), workdir / REPORT_DIR, label_space)
     if (workdir / RESULTS_FILE).exists():
         written.append(write_report_md(workdir))
     for path in written:
@@ -449,9 +460,9 @@ def _plots_command(args) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = cli.parser("Figures and tables of finished runs.")
+    parser = cli.parser("jaxseg.report", "Figures and tables of finished runs.")
     commands = parser.add_subparsers(dest="command", required=True)
-    table = commands.add_parser("table", help="markdown table of runs beside the seed's Table 1")
+    table = commands.add_parser("table", help="markdown table of runs beside the study's Table 1")
     table.add_argument("--runs", nargs="+", required=True, metavar="DIR", help="run workdirs")
     table.add_argument("--out", help="also write the table to this file")
     table.add_argument("--all-classes", action="store_true", help="a column for every class")

@@ -1,14 +1,21 @@
-"""IDD's official metrics on two folders of label PNGs (SPEC 4, 7).
+"""The official metrics on two folders of label PNGs: IDD's, or Cityscapes' (cityscapesscripts).
 
-`python -m jaxseg.score --pred DIR --gt DIR [--json FILE] [--split NAME]` searches both
-folders recursively and pairs files by stem, with `_gtFine_labellevel3Ids` and the usual
-prediction suffixes (`_pred`, `_prediction`, `_leftImg8bit`, `_labelIds`, `_labellevel3Ids`)
-removed: `gtFine/val/201/frame0029_gtFine_labellevel3Ids.png` pairs with
-`out/frame0029_pred.png` or `out/201/frame0029_leftImg8bit_pred.png`. Where a stem occurs
-in several sequence folders (IDD Part II restarts frame numbers), the prediction's folders
-must also match the tail of the ground truth's. A prediction of another size than its label is
-resized to the label with nearest neighbour (the label never is). One confusion matrix over
-all images gives the metrics of `jaxseg.metrics`.
+`python -m jaxseg.score --pred DIR --gt DIR [--labels NAME] [--json FILE] [--split NAME]`
+searches both folders recursively and pairs files by stem, with the ground truth's suffix
+(`_gtFine_labellevel3Ids`, `_gtFine_labelIds`) and the usual prediction suffixes (`_pred`,
+`_prediction`, `_leftImg8bit`, `_labelIds`, `_labellevel3Ids`) removed:
+`gtFine/val/201/frame0029_gtFine_labellevel3Ids.png` pairs with `out/frame0029_pred.png` or
+`out/201/frame0029_leftImg8bit_pred.png`. Where a stem occurs in several sequence folders
+(IDD Part II restarts frame numbers), the prediction's folders must also match the tail of
+the ground truth's. A prediction of another size than its label is resized to the label
+with nearest neighbour (the label never is). One confusion matrix over all images gives the
+metrics of `jaxseg.metrics`.
+
+The label space follows the ground truth (`*_gtFine_labelIds.png`: Cityscapes, else IDD
+level 3) unless `--labels` names one (e.g. idd_level1 for IDD's level-1 ids predicted from
+level-3 ground truth). Predictions hold the label space's ids, as `jaxseg.predict` writes
+them (Cityscapes: labelIds); a predicted id of no evaluated class (void, an ignored
+Cityscapes label) is a miss, as in both official evaluations.
 """
 
 import sys
@@ -19,14 +26,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from jaxseg import cli, metrics, progress
-from jaxseg.classes import CLASS_NAMES, NUM_CLASSES, SEED_CLASSES
+from jaxseg import cli, metrics, results
 from jaxseg.data import sources
-from jaxseg.data.prepare import write_atomic
+from jaxseg.data.labels import LABEL_SPACES, LabelSpace, get_label_space
 from jaxseg.errors import DataError
 
 SUFFIXES = (
     "_gtFine_labellevel3Ids",
+    "_gtFine_labelIds",
     "_labellevel3Ids",
     "_labelIds",
     "_prediction",
@@ -43,20 +50,34 @@ def match_key(path: Path) -> str:
     return stem
 
 
-def find_labels(folder: str | Path, what: str) -> list[Path]:
+def ground_truth_labels(gt_dir: Path, labels: str = "auto") -> LabelSpace:
+    """The label space of a ground-truth folder: `labels`, or from its file names."""
+    if labels != "auto":
+        return get_label_space(labels)
+    cityscapes = LABEL_SPACES["cityscapes"]
+    idd = LABEL_SPACES["idd_level3"]
+    if next(gt_dir.rglob(f"*{cityscapes.label_suffix}"), None) is not None and (
+        next(gt_dir.rglob(f"*{idd.label_suffix}"), None) is None
+    ):
+        return cityscapes
+    return idd
+
+
+def find_labels(folder: str | Path, what: str, suffix: str | None = None) -> list[Path]:
     """The label PNGs under a folder, sorted.
 
-    In a folder holding IDD ground truth (`*_gtFine_labellevel3Ids.png`), only those: IDD's
-    tools also leave colour and other-level PNGs beside them.
+    In a folder holding ground truth named with `suffix` (`*_gtFine_labellevel3Ids.png`,
+    `*_gtFine_labelIds.png`), only those: the datasets' tools also leave colour and other
+    PNGs beside them.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such {what} folder")
     pngs = sorted(folder.rglob("*.png"))
-    level3 = [p for p in pngs if p.name.endswith(sources.LABEL_SUFFIX)]
     if not pngs:
         raise DataError(f"{folder}: no {what} PNGs found")
-    return level3 or pngs
+    named = [p for p in pngs if suffix and p.name.endswith(suffix)]
+    return named or pngs
 
 
 def _folders(path: Path, root: Path) -> tuple[str, ...]:
@@ -69,7 +90,9 @@ def _tail_matches(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return a[len(a) - n :] == b[len(b) - n :]
 
 
-def match_files(pred_dir: str | Path, gt_dir: str | Path) -> list[tuple[Path, Path]]:
+def match_files(
+    pred_dir: str | Path, gt_dir: str | Path, gt_suffix: str | None = None
+) -> list[tuple[Path, Path]]:
     """(ground truth, prediction) pairs for every ground-truth label under `gt_dir`.
 
     Files pair by `match_key`; where a key is not unique on either side, the prediction's
@@ -82,7 +105,7 @@ def match_files(pred_dir: str | Path, gt_dir: str | Path) -> list[tuple[Path, Pa
     predictions = defaultdict(list)
     for path in find_labels(pred_dir, "prediction"):
         predictions[match_key(path)].append(path)
-    ground_truths = find_labels(gt_dir, "ground-truth")
+    ground_truths = find_labels(gt_dir, "ground-truth", gt_suffix)
     gt_keys = Counter(match_key(gt) for gt in ground_truths)
     pairs, used = [], {}
     for gt in ground_truths:
@@ -113,72 +136,87 @@ def resize_nearest(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(label).resize((shape[1], shape[0]), Image.NEAREST))
 
 
-def pair_confusion(gt_path: Path, pred_path: Path) -> np.ndarray:
-    """[26, 27] int64 confusion matrix of one image pair at the label's resolution."""
-    label = sources.read_label(str(gt_path))
-    prediction = resize_nearest(sources.read_label(str(pred_path)), label.shape)
-    return np.asarray(metrics.confusion_matrix(label, prediction), np.int64)
+def pair_confusion(gt_path: Path, pred_path: Path, label_space: LabelSpace) -> np.ndarray:
+    """[K, K + 1] int64 confusion matrix of one image pair at the label's resolution."""
+    label = sources.read_label(str(gt_path), label_space)
+    stored = sources.decode_ids(sources.read_bytes(pred_path), str(pred_path))
+    prediction = label_space.prediction_train_ids(resize_nearest(stored, label.shape))
+    return np.asarray(
+        metrics.confusion_matrix(label, prediction, label_space.num_classes), np.int64
+    )
 
 
-def score_folders(pred_dir: str | Path, gt_dir: str | Path, *, show_progress: bool = False) -> dict:
+def score_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    *,
+    labels: str = "auto",
+    show_progress: bool = False,
+) -> dict:
     """The official metrics of the predictions under `pred_dir` against `gt_dir`.
 
     Returns:
-      {"pixel_accuracy", "mean_iou", "iou": {class: IoU, NaN if absent}, "images": n}.
+      {"pixel_accuracy", "mean_iou", "iou": {class: IoU, NaN if absent}, "images": n,
+      "labels": the label space's name}.
     """
-    pairs = match_files(pred_dir, gt_dir)
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES + 1), np.int64)
+    label_space = ground_truth_labels(Path(gt_dir), labels)
+    pairs = match_files(pred_dir, gt_dir, label_space.label_suffix)
+    k = label_space.num_classes
+    confusion = np.zeros((k, k + 1), np.int64)
     for gt, pred in tqdm(pairs, unit="image", file=sys.stderr, disable=not show_progress):
-        confusion += pair_confusion(gt, pred)
-    return {**metrics.metrics_from_confusion(confusion), "images": len(pairs)}
-
-
-def results_record(scores: dict, split: str) -> dict:
-    """The results.json schema of SPEC 7 for a scoring run (no training: zero steps)."""
-    return {
-        "experiment": "score",
-        "split": split,
-        "pixel_accuracy": scores["pixel_accuracy"],
-        "mean_iou": scores["mean_iou"],
-        "iou": scores["iou"],
-        "steps": 0,
-        "epochs": 0.0,
-        "train_images_per_sec": 0.0,
-    }
+        confusion += pair_confusion(gt, pred, label_space)
+    scores = metrics.metrics_from_confusion(confusion, label_space.class_names)
+    return {**scores, "images": len(pairs), "labels": label_space.name}
 
 
 def format_scores(scores: dict) -> str:
-    """PA, mIoU, the seed's five classes, then all 26 classes, one per line."""
-    width = 27  # "  25 non-drivable fallback " fits.
+    """PA, mIoU, the headline classes, then every class, one per line."""
+    label_space = get_label_space(scores["labels"])
+    width = max(27, max(len(n) for n in label_space.class_names) + 6)
     lines = [
         f"{'images':<{width}}{scores['images']}",
         f"{'pixel accuracy':<{width}}{scores['pixel_accuracy']:.4f}",
         f"{'mean IoU':<{width}}{scores['mean_iou']:.4f}",
     ]
-    lines += [f"{name:<{width}}{scores['iou'][name]:.4f}" for name in SEED_CLASSES]
+    lines += [f"{name:<{width}}{scores['iou'][name]:.4f}" for name in label_space.headline]
     lines.append("all classes (nan: absent from ground truth and predictions)")
     lines += [
         f"{f'  {i:>2} {name}':<{width}}{scores['iou'][name]:.4f}"
-        for i, name in enumerate(CLASS_NAMES)
+        for i, name in enumerate(label_space.class_names)
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("Score predicted label PNGs against ground truth (IDD's metrics).")
-    parser.add_argument("--pred", required=True, help="folder of predicted level-3 id PNGs")
-    parser.add_argument("--gt", required=True, help="folder of ground-truth level-3 id PNGs")
-    parser.add_argument("--json", help="write the results (results.json schema) to this file")
+    parser = cli.parser(
+        "jaxseg.score",
+        "Score predicted label PNGs against ground truth (IDD's or Cityscapes' metrics).",
+    )
+    parser.add_argument("--pred", required=True, help="folder of predicted id PNGs")
+    parser.add_argument("--gt", required=True, help="folder of ground-truth label PNGs")
+    parser.add_argument(
+        "--labels",
+        default="auto",
+        help=f"label space: auto (from the ground truth's names), {', '.join(LABEL_SPACES)}",
+    )
+    parser.add_argument("--json", help="write the results record to this file")
     parser.add_argument("--split", help="split name for the JSON (default: the gt folder's)")
     args = parser.parse_args(argv)
     with cli.user_errors():
-        scores = score_folders(args.pred, args.gt, show_progress=sys.stderr.isatty())
+        scores = score_folders(
+            args.pred, args.gt, labels=args.labels, show_progress=sys.stderr.isatty()
+        )
         print(format_scores(scores))
         if args.json:
-            split = args.split or Path(args.gt).resolve().name
-            record = progress.to_json(results_record(scores, split), indent=2) + "\n"
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(record.encode(), Path(args.json))
+            record = results.record(
+                experiment="score",
+                split=args.split or Path(args.gt).resolve().name,
+                data=str(Path(args.gt).resolve()),
+                label_space=get_label_space(scores["labels"]),
+                metrics=scores,
+                images=scores["images"],
+            )
+            results.write(args.json, record)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,15 @@
-"""Test setup: several CPU devices, so sharded and pmapped code runs as on a multi-GPU host."""
+"""Test setup and shared fixtures.
+
+Several CPU devices, so sharded and pmapped code runs as on a multi-GPU host; small
+synthetic datasets made once per session; helpers that run the command-line tools and
+read checkpoints. `pytest -m "not slow"` leaves out the end-to-end, subprocess and
+multi-process tests.
+"""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 # Must happen before jax is imported anywhere.
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -8,3 +17,93 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    """`make(train, val, test, height, width, seed, layout="idd")` -> a synthetic dataset's
+    root, generated once per session for each setting."""
+    from jaxseg.data import synthetic
+
+    made = {}
+
+    def make(train, val, test, height, width, seed, layout="idd"):
+        key = (train, val, test, height, width, seed, layout)
+        if key not in made:
+            root = tmp_path_factory.mktemp("synthetic") / "data"
+            kwargs = {} if layout == "idd" else {"layout": layout}
+            synthetic.generate(
+                root, train=train, val=val, test=test, height=height, width=width, seed=seed,
+                **kwargs,
+            )  # fmt: skip
+            made[key] = root
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_data(synthetic_data):
+    """16 train, 6 val, 2 test images of 64x128."""
+    return synthetic_data(16, 6, 2, 64, 128, 3)
+
+
+@pytest.fixture(scope="session")
+def run_module():
+    """`run(module, *args, cwd=None, timeout=300, env=None)`: `python -m module args` as a
+    subprocess, output captured as text."""
+
+    def run(module, *args, cwd=None, timeout=300, env=None):
+        return subprocess.run(
+            [sys.executable, "-m", module, *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=cwd or REPO,
+            timeout=timeout,
+            env=env,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def assert_one_line_error():
+    """`check(result, *fragments)`: a failed command whose last stderr line is `error: ...`
+    holding every fragment, with no traceback."""
+
+    def check(result, *fragments):
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert lines and lines[-1].startswith("error: "), result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+        for fragment in fragments:
+            assert fragment in lines[-1]
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def final_state():
+    """`read(workdir, step)`: the state tree of a run's latest checkpoint at `step`."""
+    import orbax.checkpoint as ocp
+
+    from jaxseg import checkpoint
+
+    def read(workdir, step):
+        checkpoints = checkpoint.Checkpoints(Path(workdir) / "checkpoints")
+        try:
+            restored = checkpoints.latest.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()
+                ),
+            )
+        finally:
+            checkpoints.close()
+        return restored.state
+
+    return read

@@ -6,15 +6,16 @@ Usage: distributed_worker.py COORDINATOR NUM_PROCESSES PROCESS_ID DATA WORKDIR S
 
 import sys
 
-from jaxseg import parallel, train
+from jaxseg import parallel
 from jaxseg.config import load_config
+from jaxseg.trainer import train_and_evaluate
 
 
 def main(argv: list[str]) -> None:
     coordinator, num_processes, process_id, data, workdir, steps, *overrides = argv
     parallel.initialize_distributed(coordinator, int(num_processes), int(process_id))
     config = load_config("baseline", data=data, overrides=overrides)
-    train.train_and_evaluate(config, workdir, stop_after_steps=int(steps))
+    train_and_evaluate(config, workdir, stop_after_steps=int(steps))
 
 
 if __name__ == "__main__":

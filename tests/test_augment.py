@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from jaxseg.classes import VOID
 from jaxseg.data import augment
+from jaxseg.data.labels import VOID
 from jaxseg.errors import ConfigError
 
 # A random colour per id, so the image encodes its label: image == PALETTE[label].

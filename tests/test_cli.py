@@ -1,4 +1,5 @@
-"""The command-line tools on one finished tiny run: evaluate, predict and score agree."""
+"""The command-line tools on finished tiny runs: evaluate, predict and score agree, on IDD
+level 3, IDD level 1 (from the same level-3 files) and a Cityscapes-layout dataset."""
 
 import json
 import os
@@ -6,43 +7,48 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import train
 from jaxseg.config import load_config
-from jaxseg.data import synthetic
+from jaxseg.data.labels import CITYSCAPES, IDD_LEVEL1
+from jaxseg.trainer import train_and_evaluate
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "data.height=64",
+    "data.width=96",
+    "data.batch_size=4",
+    "data.eval_batch_size=4",
+    "data.workers=0",
+    "model.options={'widths': (8, 8, 8, 8, 8)}",
+    "train.epochs=2",
+    "optimizer.learning_rate=0.01",
+]
+
+
+def _train(data, workdir, *extra):
+    config = load_config("baseline", data=str(data), overrides=[*TINY, *extra])
+    train_and_evaluate(config, workdir)
+    return data, workdir
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    data = root / "data"
-    synthetic.generate(data, train=8, val=5, test=2, height=64, width=96, seed=7)
-    config = load_config(
-        "baseline",
-        data=str(data),
-        overrides=[
-            "data.height=64",
-            "data.width=96",
-            "data.batch_size=4",
-            "data.eval_batch_size=4",
-            "data.workers=0",
-            "model.options={'widths': (8, 8, 8, 8, 8)}",
-            "train.epochs=2",
-            "optimizer.learning_rate=0.01",
-        ],
-    )
-    train.train_and_evaluate(config, root / "run")
-    return data, root / "run"
+def finished_run(synthetic_data, tmp_path_factory):
+    data = synthetic_data(8, 5, 2, 64, 96, 7)
+    return _train(data, tmp_path_factory.mktemp("cli") / "run")
 
 
-def _run(module, *args):
-    result = subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+@pytest.fixture(scope="module")
+def run_module_ok(run_module):
+    def run(module, *args):
+        result = run_module(module, *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    return run
 
 
 def test_run_writes_report(finished_run):
@@ -55,9 +61,10 @@ def test_run_writes_report(finished_run):
     assert Image.open(overlays[0]).size[0] > 96
 
 
-def test_evaluate_predict_and_score_agree(finished_run, tmp_path):
-    data, run = finished_run
-    evaluated = _run("jaxseg.evaluate", "--workdir", run, "--split", "val")
+def _evaluate_predict_score(run_module_ok, data, run, tmp_path, *eval_args):
+    """Evaluates, predicts the val images and scores them; returns (eval, score) records
+    and the prediction files."""
+    evaluated = run_module_ok("jaxseg.evaluate", "--workdir", run, "--split", "val", *eval_args)
     assert "mIoU" in evaluated.stdout
     eval_results = json.loads((run / "eval_val.json").read_text())
     # The final val pass of training scored the same checkpoint on the same split.
@@ -65,7 +72,7 @@ def test_evaluate_predict_and_score_agree(finished_run, tmp_path):
     assert eval_results["mean_iou"] == pytest.approx(train_results["mean_iou"], rel=1e-9)
 
     predictions = tmp_path / "pred"
-    _run(
+    run_module_ok(
         "jaxseg.predict",
         "--workdir",
         run,
@@ -80,12 +87,52 @@ def test_evaluate_predict_and_score_agree(finished_run, tmp_path):
     assert Image.open(pred_files[0]).size == Image.open(label).size
 
     score_json = tmp_path / "score.json"
-    _run(
-        "jaxseg.score", "--pred", predictions, "--gt", data / "gtFine" / "val", "--json", score_json
+    labels = ["--labels", train_results["labels"]]
+    run_module_ok(
+        "jaxseg.score",
+        "--pred",
+        predictions,
+        "--gt",
+        data / "gtFine" / "val",
+        "--json",
+        score_json,
+        *(labels if train_results["labels"] == "idd_level1" else []),
     )
     scored = json.loads(score_json.read_text())
+    # Predictions of resized logits at the label's size: the same pixels as evaluation,
+    # up to ties broken on other float paths.
     assert scored["pixel_accuracy"] == pytest.approx(eval_results["pixel_accuracy"], abs=1e-3)
     assert scored["mean_iou"] == pytest.approx(eval_results["mean_iou"], abs=1e-3)
+    assert scored["labels"] == eval_results["labels"] == train_results["labels"]
+    return eval_results, scored, pred_files
+
+
+def test_evaluate_predict_and_score_agree(finished_run, run_module_ok, tmp_path):
+    data, run = finished_run
+    # An eval batch of 3 does not divide over the 4 devices: it is padded, not refused.
+    _evaluate_predict_score(run_module_ok, data, run, tmp_path, "--set", "data.eval_batch_size=3")
+
+
+def test_idd_level1_trains_evaluates_and_scores(synthetic_data, run_module_ok, tmp_path):
+    data, run = _train(
+        synthetic_data(8, 5, 2, 64, 96, 7), tmp_path / "run", "data.labels='idd_level1'"
+    )
+    eval_results, scored, pred_files = _evaluate_predict_score(run_module_ok, data, run, tmp_path)
+    assert list(eval_results["iou"]) == list(IDD_LEVEL1.class_names)
+    ids = np.unique(np.concatenate([np.asarray(Image.open(p)).ravel() for p in pred_files]))
+    assert set(ids.tolist()) <= set(range(IDD_LEVEL1.num_classes)) | {255}
+
+
+def test_cityscapes_layout_trains_evaluates_and_scores(synthetic_data, run_module_ok, tmp_path):
+    data = synthetic_data(8, 5, 2, 64, 96, 7, layout="cityscapes")
+    data, run = _train(data, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["labels"] == "cityscapes"
+    eval_results, scored, pred_files = _evaluate_predict_score(run_module_ok, data, run, tmp_path)
+    assert list(eval_results["iou"]) == list(CITYSCAPES.class_names)
+    # Predictions are written as Cityscapes labelIds, which cityscapesscripts reads.
+    ids = np.unique(np.concatenate([np.asarray(Image.open(p)).ravel() for p in pred_files]))
+    assert set(ids.tolist()) <= set(CITYSCAPES.output_ids) | {0}
 
 
 def test_evaluate_without_run_is_one_line_error(tmp_path):

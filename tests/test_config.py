@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from jaxseg.config import apply_overrides, load_config, saved_config
+from jaxseg.config import (
+    apply_overrides,
+    defaults,
+    experiment_names,
+    load_config,
+    saved_config,
+)
 from jaxseg.errors import ConfigError
 
 
@@ -14,11 +20,12 @@ def test_synthetic_profile_applies_and_user_overrides_win():
     assert config.model.options.base_width == 16
 
 
-def test_real_data_keeps_the_seed_setting(tmp_path):
+def test_real_data_keeps_the_study_setting(tmp_path):
     config = load_config("unet", data=str(tmp_path))
     assert (config.data.height, config.data.width, config.data.batch_size) == (720, 1280, 1)
     assert config.train.epochs == 20
     assert config.model.options.base_width == 64
+    assert config.data.source == str(tmp_path)
 
 
 def test_override_types_and_unknown_keys():
@@ -42,16 +49,68 @@ def test_unknown_experiment():
 
 
 def test_saved_config_fills_settings_added_since(tmp_path):
-    """A run written before the `parallel` section existed still loads, with its defaults,
-    and keeps every value it saved."""
+    """A run written before the `parallel` section or label spaces existed still loads,
+    with the defaults (IDD level 3 for its labels), and keeps every value it saved."""
     saved = load_config("unet").to_dict()
     del saved["parallel"]
     del saved["train"]["accumulate_steps"]
+    del saved["data"]["labels"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(saved))
     config = saved_config(path)
     assert config.parallel.mode == "sharding" and config.train.accumulate_steps == 1
+    assert config.data.labels == "idd_level3"
     assert config.model.options.base_width == 16 and config.train.epochs == 22
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="config.json: cannot read"):
         saved_config(path)
+
+
+def test_a_new_experiment_file_is_found_by_name(tmp_path, monkeypatch):
+    """`--experiment NAME` is `experiments/NAME.py`: no list to edit; `--config FILE`
+    loads a file anywhere; base.py is not an experiment."""
+    names = experiment_names()
+    assert {"baseline", "unet", "transfer"} <= set(names) and "base" not in names
+    mine = tmp_path / "my_run.py"
+    mine.write_text(
+        "from experiments import baseline\n\n"
+        "def get_config():\n"
+        "    config = baseline.get_config()\n"
+        "    config.experiment = 'my_run'\n"
+        "    config.train.epochs = 2\n"
+        "    return config\n"
+    )
+    config = load_config(str(mine), data=str(tmp_path))
+    assert config.experiment == "my_run" and config.train.epochs == 2
+    assert config.data.height == 1088
+    # On synthetic data the profile applies, as for any experiment.
+    assert load_config(str(mine)).data.height == 128
+
+
+def test_experiment_files_are_checked_against_the_defaults(tmp_path):
+    typo = tmp_path / "typo.py"
+    typo.write_text(
+        "from jaxseg.config import defaults\n\n"
+        "def get_config():\n"
+        "    config = defaults()\n"
+        "    config.train.epoch = 3\n"
+        "    return config\n"
+    )
+    with pytest.raises(ConfigError, match="unknown config key 'train.epoch'"):
+        load_config(str(typo))
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load_config(str(tmp_path / "missing.py"))
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(ConfigError, match="no get_config"):
+        load_config(str(tmp_path / "empty.py"))
+
+
+def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(
+        "transfer", data="idd", overrides=["model.init_from=weights/deeplabv3_resnet101"]
+    )
+    assert config.data.source == str(tmp_path / "idd")
+    assert config.model.init_from == str(tmp_path / "weights" / "deeplabv3_resnet101")
+    assert load_config("transfer", data="idd").model.init_from == "torchvision:deeplabv3_resnet101"
+    assert defaults().data.labels == "auto"

@@ -1,16 +1,13 @@
 """Every experiment file: its config loads, every registry name in it resolves, and one
 train step runs on tiny data (Scenic once shipped a config naming a trainer it lacked)."""
 
-import functools
-
 import jax
 import numpy as np
 import pytest
 
-import experiments
-from jaxseg import train
-from jaxseg.config import load_config
-from jaxseg.data import augment
+from jaxseg import class_weights, state, steps
+from jaxseg.config import experiment_names, load_config
+from jaxseg.data import augment, formats
 from jaxseg.data.pipeline import train_dataset
 
 # Smallest widths per model family, so one step compiles in seconds.
@@ -23,29 +20,23 @@ TINY_MODELS = {
 
 
 @pytest.fixture(scope="module")
-def one_image_source(tmp_path_factory):
-    from jaxseg.data import synthetic
-
-    root = tmp_path_factory.mktemp("exp") / "data"
-    synthetic.generate(root, train=4, val=1, test=1, height=64, width=96, seed=5)
-    from jaxseg.data.sources import open_split
-
-    return open_split(root, "train")
+def train_source(synthetic_data):
+    return formats.open_split(synthetic_data(4, 1, 1, 64, 96, 5), "train")
 
 
-@pytest.mark.parametrize("name", sorted(experiments.EXPERIMENTS))
-def test_experiment_config_resolves_and_trains_one_step(name, one_image_source, tmp_path):
+@pytest.mark.parametrize("name", experiment_names())
+def test_experiment_config_resolves_and_trains_one_step(name, train_source, tmp_path):
+    space = train_source.label_space
     for data in ("synthetic", str(tmp_path)):  # Both the IDD setting and the CPU profile.
         config = load_config(name, data=data)
-        train.build_model(config)
-        train.create_optimizer(config, train.create_learning_rate(config, 10))
+        state.build_model(config, state.num_outputs(config, space))
+        state.create_optimizer(config, state.create_learning_rate(config, 10))
         augment.build_augment(config.data.augment.to_dict())
-        assert config.model.dtype in train.DTYPES
+        assert config.model.dtype in state.DTYPES
 
     config = load_config(name, data=str(tmp_path))
-    model_name = config.model.name
     overrides = [
-        TINY_MODELS[model_name],
+        TINY_MODELS[config.model.name],
         "model.init_from=''",
         "data.height=64",
         "data.width=64",
@@ -58,7 +49,7 @@ def test_experiment_config_resolves_and_trains_one_step(name, one_image_source, 
     batch = next(
         iter(
             train_dataset(
-                one_image_source,
+                train_source,
                 height=64,
                 width=64,
                 batch_size=2,
@@ -67,20 +58,11 @@ def test_experiment_config_resolves_and_trains_one_step(name, one_image_source, 
             )
         )
     )
-    model = train.build_model(config)
-    lr = train.create_learning_rate(config, 10)
-    state = train.create_train_state(
-        model,
-        train.create_optimizer(config, lr, train.frozen_params(model)),
-        jax.random.PRNGKey(0),
-        batch["image"].shape,
+    created = state.create(config, space, image_shape=batch["image"].shape, total_updates=10)
+    weights = class_weights.for_config(config, tmp_path, space, state.num_outputs(config, space))
+    loss_fn = steps.bind_loss(config, space.num_classes, weights)
+    train_state, metrics = jax.jit(lambda s, b: steps.train_step(s, b, loss_fn=loss_fn))(
+        created.state, batch
     )
-    loss_fn = functools.partial(
-        train.segmentation_loss,
-        class_weights=train.class_weights_for(config, tmp_path),
-        void=config.data.void,
-        aux_weight=config.loss.aux_weight,
-    )
-    state, metrics = jax.jit(functools.partial(train.train_step, loss_fn=loss_fn))(state, batch)
-    assert int(state.step) == 1
+    assert int(train_state.step) == 1
     assert np.isfinite(float(metrics["loss"]))

@@ -36,7 +36,7 @@ def test_void_as_class_matches_torch_with_27_classes():
     logits = rng.normal(size=(1, 5, 6, 27)).astype(np.float32)
     labels = rng.integers(0, 26, size=(1, 5, 6))
     labels[0, :2] = 255
-    mapped = losses.apply_void_policy(jnp.asarray(labels), "class")
+    mapped = losses.apply_void_policy(jnp.asarray(labels), "class", 26)
     assert int(mapped[0, 0, 0]) == 26
     ours = float(losses.weighted_cross_entropy(jnp.asarray(logits), mapped))
     torch_labels = np.where(labels == 255, 26, labels)

@@ -3,11 +3,14 @@ import numpy as np
 import pytest
 
 from jaxseg import metrics
-from jaxseg.classes import CLASS_NAMES
+from jaxseg.data.labels import IDD_LEVEL3
+
+CLASS_NAMES = IDD_LEVEL3.class_names
 
 
 def _reference(labels, predictions, num_classes=26):
-    """Straightforward NumPy version of SPEC 4, written independently of jaxseg.metrics."""
+    """Straightforward NumPy version of IDD's evaluation, written independently of
+    jaxseg.metrics."""
     labels, predictions = labels.ravel(), predictions.ravel()
     valid = (labels != 255) & (labels != 26)
     ious, tp_total = [], 0
@@ -31,10 +34,12 @@ def test_matches_numpy_reference_with_void_and_absent_classes():
     predictions[rng.random(labels.shape) < 0.05] = 26  # Void predictions are misses.
 
     cm = sum(
-        np.asarray(metrics.confusion_matrix(jnp.asarray(labels[i]), jnp.asarray(predictions[i])))
+        np.asarray(
+            metrics.confusion_matrix(jnp.asarray(labels[i]), jnp.asarray(predictions[i]), 26)
+        )
         for i in range(3)
     )
-    result = metrics.metrics_from_confusion(cm)
+    result = metrics.metrics_from_confusion(cm, CLASS_NAMES)
     pa, miou, ious = _reference(labels, predictions)
 
     assert result["pixel_accuracy"] == pytest.approx(pa, rel=1e-12)
@@ -60,6 +65,6 @@ def test_mask_excludes_padding():
     labels = jnp.zeros((2, 4, 4), jnp.int32)
     predictions = jnp.zeros((2, 4, 4), jnp.int32).at[1].set(5)
     mask = jnp.broadcast_to(jnp.array([True, False])[:, None, None], labels.shape)
-    cm = metrics.confusion_matrix(labels, predictions, mask)
+    cm = metrics.confusion_matrix(labels, predictions, 26, mask)
     assert int(cm.sum()) == 16
-    assert metrics.metrics_from_confusion(np.asarray(cm))["pixel_accuracy"] == 1.0
+    assert metrics.metrics_from_confusion(np.asarray(cm), CLASS_NAMES)["pixel_accuracy"] == 1.0

@@ -1,6 +1,7 @@
 """Data-parallel training on 1, 2 and 4 (forced CPU) devices, under sharding and pmap, and
 across processes: the same global batch and seed give the same model as one device."""
 
+import functools
 import os
 import socket
 import subprocess
@@ -11,12 +12,13 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from test_train import _assert_one_line_error, _cli, _final_state
 
-from jaxseg import metrics, parallel, progress, train
+from jaxseg import evaluation, metrics, parallel, progress, state, steps
 from jaxseg.config import load_config
-from jaxseg.data import pipeline, sources, synthetic
+from jaxseg.data import formats, pipeline
+from jaxseg.data.labels import IDD_LEVEL3
 from jaxseg.errors import ConfigError
+from jaxseg.trainer import train_and_evaluate
 
 TINY = [
     "data.height=32",
@@ -33,11 +35,9 @@ STEPS = 5  # Of the 6 of the run (24 training images).
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
+def tiny_data(synthetic_data):
     """6 validation images: the last batch of 4 is padded."""
-    root = tmp_path_factory.mktemp("data") / "synthetic"
-    synthetic.generate(root, train=24, val=6, test=1, height=32, width=64, seed=3)
-    return root
+    return synthetic_data(24, 6, 1, 32, 64, 3)
 
 
 def _config(data, *extra):
@@ -56,17 +56,22 @@ def _records(workdir):
     return progress.read_metrics(Path(workdir) / "metrics.jsonl")
 
 
-def _assert_same_run(workdir, reference, step=STEPS):
+@pytest.fixture
+def assert_same_run(final_state):
+    return functools.partial(_assert_same_run, final_state=final_state)
+
+
+def _assert_same_run(workdir, reference, step=STEPS, *, final_state):
     """Same loss curve and final state as the reference, to 1e-5 relative."""
     records, ref_records = _records(workdir), _records(reference)
     assert [r["step"] for r in records] == [r["step"] for r in ref_records]
     for record, ref in zip(records, ref_records, strict=True):
         assert record["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
 
-    state, ref_state = _final_state(workdir, step), _final_state(reference, step)
-    assert int(state["step"]) == step
+    final, ref_final = final_state(workdir, step), final_state(reference, step)
+    assert int(final["step"]) == step
     for part in ("params", "batch_stats"):
-        assert _relative_difference(state[part], ref_state[part]) <= 1e-5, part
+        assert _relative_difference(final[part], ref_final[part]) <= 1e-5, part
 
 
 def _relative_difference(tree, reference) -> float:
@@ -86,10 +91,11 @@ def reference(tiny_data, tmp_path_factory):
     """Five steps on one device."""
     workdir = tmp_path_factory.mktemp("one_device")
     config = _config(tiny_data, *_parallel(devices=1))
-    assert train.train_and_evaluate(config, workdir, stop_after_steps=STEPS) is None
+    assert train_and_evaluate(config, workdir, stop_after_steps=STEPS) is None
     return workdir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode, devices, shard_params",
     [
@@ -108,34 +114,32 @@ def test_any_device_count_and_mode_trains_the_same_model(
     mode,
     devices,
     shard_params,
+    assert_same_run,
 ):
     # One example per device on 4 devices: only synchronised BatchNorm statistics agree.
     config = _config(tiny_data, *_parallel(mode, devices, shard_params))
-    assert train.train_and_evaluate(config, tmp_path, stop_after_steps=STEPS) is None
-    _assert_same_run(tmp_path, reference)
+    assert train_and_evaluate(config, tmp_path, stop_after_steps=STEPS) is None
+    assert_same_run(tmp_path, reference)
 
 
-def test_resume_on_another_device_count_and_mode(tiny_data, reference, tmp_path):
+@pytest.mark.slow
+def test_resume_on_another_device_count_and_mode(tiny_data, reference, tmp_path, assert_same_run):
     config = _config(tiny_data, *_parallel("pmap", 4))
-    assert train.train_and_evaluate(config, tmp_path, stop_after_steps=3) is None
+    assert train_and_evaluate(config, tmp_path, stop_after_steps=3) is None
     config = _config(tiny_data, *_parallel("sharding", 1))
-    assert train.train_and_evaluate(config, tmp_path, stop_after_steps=STEPS - 3) is None
-    _assert_same_run(tmp_path, reference)
+    assert train_and_evaluate(config, tmp_path, stop_after_steps=STEPS - 3) is None
+    assert_same_run(tmp_path, reference)
     # The last step, validation, the best checkpoint's results and the report under pmap.
-    results = train.train_and_evaluate(_config(tiny_data, *_parallel("pmap", 2)), tmp_path)
+    results = train_and_evaluate(_config(tiny_data, *_parallel("pmap", 2)), tmp_path)
     assert results["steps"] == 6 and 0 < results["pixel_accuracy"] < 1
     assert (tmp_path / "report").is_dir()
 
 
 def _state(config, strategy):
-    model = train.build_model(config, bn_axis_name=strategy.axis_name)
-    state = train.create_train_state(
-        model,
-        train.create_optimizer(config, train.create_learning_rate(config, 10)),
-        jax.random.PRNGKey(1),
-        (1, 32, 64, 3),
+    created = state.create(
+        config, IDD_LEVEL3, image_shape=(1, 32, 64, 3), bn_axis_name=strategy.axis_name
     )
-    return strategy.place_state(strategy.unreplicated(state))
+    return strategy.place_state(strategy.unreplicated(created.state))
 
 
 @pytest.mark.parametrize("mode", ["sharding", "pmap"])
@@ -143,54 +147,48 @@ def test_evaluation_counts_every_example_once(tiny_data, mode):
     """6 validation images in batches of 4 on 4 devices: the padded rows of the last batch
     count for nothing; the metrics equal those of a plain per-image evaluation."""
     config = _config(tiny_data)
-    val = sources.open_split(tiny_data, "val")
+    val = formats.open_split(tiny_data, "val")
     assert len(val) % config.data.eval_batch_size
 
     one = parallel.create(num_devices=1)
-    eval_one = jax.jit(
-        lambda state, batch: train.eval_step(state, batch, class_weights=None, void="class")
-    )
-    state = _state(config, one)
+    loss_fn = steps.bind_loss(config, 26, None)
+    eval_one = jax.jit(lambda s, batch: steps.eval_step(s, batch, loss_fn=loss_fn, num_classes=26))
+    train_state = _state(config, one)
     confusion, pixels = 0, 0
     for batch in pipeline.eval_batches(val, height=32, width=64, batch_size=1):
-        confusion = confusion + np.asarray(eval_one(state, batch)["confusion"])
+        confusion = confusion + np.asarray(eval_one(train_state, batch)["confusion"])
         pixels += int(np.sum(batch["label"] < 26))
     assert confusion.sum() == pixels
-    expected = metrics.metrics_from_confusion(confusion)
+    expected = metrics.metrics_from_confusion(confusion, IDD_LEVEL3.class_names)
 
     strategy = parallel.create(mode, num_devices=4)
-    state = _state(config, strategy)
-    _, compiled_eval = train.compile_steps(config, strategy, None, state)
+    train_state = _state(config, strategy)
+    compiled = steps.compile_steps(config, strategy, 26, None, train_state)
     batches = pipeline.eval_batches(val, height=32, width=64, batch_size=4)
-    result = train.evaluate(compiled_eval, state, batches, strategy)
+    result = evaluation.evaluate(compiled.eval, train_state, batches, strategy, IDD_LEVEL3)
     assert result["pixel_accuracy"] == expected["pixel_accuracy"]
     assert result["mean_iou"] == pytest.approx(expected["mean_iou"], rel=1e-12)
 
 
 def test_accumulated_gradients_make_one_update_of_their_mean(tiny_data):
     config = _config(tiny_data, "train.accumulate_steps=2")
-    model = train.build_model(config)
-    loss_fn = jax.tree_util.Partial(
-        train.segmentation_loss, class_weights=None, void="class", aux_weight=0.5
-    )
-    rng = jax.random.PRNGKey(1)
+    loss_fn = steps.bind_loss(config, 26, None)
 
     def fresh_state(accumulate):
         config.train.accumulate_steps = accumulate
-        tx = train.create_optimizer(config, train.create_learning_rate(config, 10))
-        return train.create_train_state(model, tx, rng, (2, 32, 64, 3))
+        return state.create(config, IDD_LEVEL3, image_shape=(2, 32, 64, 3)).state
 
-    source = sources.open_split(tiny_data, "train")
+    source = formats.open_split(tiny_data, "train")
     batches = [
         next(iter(pipeline.train_dataset(source, height=32, width=64, batch_size=2, seed=seed)))
         for seed in (0, 1)
     ]
-    step = jax.jit(lambda state, batch: train.train_step(state, batch, loss_fn=loss_fn))
-    state = fresh_state(2)
-    initial = state.params
-    state, _ = step(state, batches[0])
-    jax.tree.map(np.testing.assert_array_equal, state.params, initial)
-    state, _ = step(state, batches[1])
+    step = jax.jit(lambda s, batch: steps.train_step(s, batch, loss_fn=loss_fn))
+    accumulating = fresh_state(2)
+    initial = accumulating.params
+    accumulating, _ = step(accumulating, batches[0])
+    jax.tree.map(np.testing.assert_array_equal, accumulating.params, initial)
+    accumulating, _ = step(accumulating, batches[1])
 
     plain = fresh_state(1)
 
@@ -203,31 +201,42 @@ def test_accumulated_gradients_make_one_update_of_their_mean(tiny_data):
                 train=True,
                 mutable=["batch_stats"],
             )
-            return loss_fn(outputs, batch["label"])
+            return steps.mean_loss(loss_fn(outputs, batch["label"]))
 
         return jax.grad(loss_of)(plain.params)
 
     mean = jax.tree.map(lambda a, b: (a + b) / 2, grads(batches[0]), grads(batches[1]))
     expected = plain.apply_gradients(grads=mean).params
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), state.params, expected
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+        accumulating.params,
+        expected,
     )
 
 
-def test_batch_not_dividing_over_devices_is_a_config_error(tiny_data, tmp_path):
+@pytest.mark.slow
+def test_batch_not_dividing_over_devices_is_a_config_error(
+    tiny_data, tmp_path, run_module, assert_one_line_error
+):
     with pytest.raises(ConfigError, match="data.batch_size=6 does not divide over 4 devices"):
-        train.train_and_evaluate(_config(tiny_data, "data.batch_size=6"), tmp_path)
-    result = _cli(
+        train_and_evaluate(_config(tiny_data, "data.batch_size=6"), tmp_path)
+    result = run_module(
+        "jaxseg.train",
         "--experiment",
         "baseline",
         "--data",
-        str(tiny_data),
+        tiny_data,
         "--workdir",
-        str(tmp_path / "cli"),
+        tmp_path / "cli",
         "--set",
-        "data.eval_batch_size=6",
+        "data.batch_size=6",
     )
-    _assert_one_line_error(result, "data.eval_batch_size=6", "4 devices")
+    assert_one_line_error(result, "data.batch_size=6", "4 devices")
+
+
+def test_eval_batch_size_rounds_up_to_the_device_count():
+    strategy = parallel.create(num_devices=4)
+    assert [evaluation.eval_batch_size(n, strategy) for n in (1, 4, 6, 8)] == [4, 4, 8, 8]
 
 
 def test_parallel_settings_are_validated():
@@ -264,7 +273,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_and_one_resumes(tiny_data, reference, tmp_path):
+@pytest.mark.slow
+def test_two_processes_train_and_one_resumes(tiny_data, reference, tmp_path, assert_same_run):
     """Two `jax.distributed` processes with 2 CPU devices each write one checkpoint after 3
     steps; one process on 2 devices resumes it. The result is the one-device run's."""
     workdir = tmp_path / "run"
@@ -294,5 +304,5 @@ def test_two_processes_train_and_one_resumes(tiny_data, reference, tmp_path):
     assert sorted(p.name for p in (workdir / "checkpoints" / "latest").iterdir()) == ["3"]
 
     config = _config(tiny_data, *_parallel(devices=2))
-    assert train.train_and_evaluate(config, workdir, stop_after_steps=STEPS - 3) is None
-    _assert_same_run(workdir, reference)
+    assert train_and_evaluate(config, workdir, stop_after_steps=STEPS - 3) is None
+    assert_same_run(workdir, reference)

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from jaxseg.classes import CLASS_NAMES
-from jaxseg.data import idd_labels, prepare, sources
+from jaxseg import files
+from jaxseg.data import formats, prepare, sources
+from jaxseg.data.labels import IDD_LABELS, IDD_LEVEL3, idd_level3_id
 from jaxseg.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,12 +147,12 @@ def test_cli_writes_labels_equal_to_hand_rasterisation(idd_root):
 
 def test_prepared_root_pairs_images_and_labels_of_both_parts(idd_root):
     prepare.prepare_root(idd_root)
-    source = sources.open_split(idd_root, "train")
+    source = formats.open_split(idd_root, "train")
     assert [e.name for e in source] == ["000001", "frame0001"]
     for example in source:
-        decoded = sources.load_example(example)
+        decoded = sources.load_example(example, IDD_LEVEL3)
         assert decoded["label"].shape == decoded["image"].shape[:2]
-    assert sources.load_example(source[0])["label"][0, 0] == 0
+    assert sources.load_example(source[0], IDD_LEVEL3)["label"][0, 0] == 0
 
 
 def test_second_run_skips_and_keeps_mtime(idd_root):
@@ -170,8 +171,8 @@ def test_second_run_skips_and_keeps_mtime(idd_root):
 
 def test_label_table_follows_idd():
     # Class names are their own ids (classes.py), the aliases and voids of SPEC 3.
-    for index, name in enumerate(CLASS_NAMES):
-        assert idd_labels.level3_id(name) == index
+    for index, name in enumerate(IDD_LEVEL3.class_names):
+        assert idd_level3_id(name) == index
     aliases = {
         "parking": 1,
         "rail track": 3,
@@ -184,13 +185,13 @@ def test_label_table_follows_idd():
         "fallback background": 25,
     }
     voids = ["unlabeled", "ego vehicle", "rectification border", "out of roi", "license plate"]
-    assert {name: idd_labels.level3_id(name) for name in aliases} == aliases
-    assert all(idd_labels.level3_id(name) == 255 for name in voids)
-    assert len(idd_labels.LEVEL3_IDS) == 40  # anue_labels.py lists ids 0-39.
-    assert idd_labels.level3_id("cargroup") == 9
-    assert idd_labels.level3_id("persongroup") == 4
-    assert idd_labels.level3_id("group") is None
-    assert idd_labels.level3_id("Car") is None
+    assert {name: idd_level3_id(name) for name in aliases} == aliases
+    assert all(idd_level3_id(name) == 255 for name in voids)
+    assert len(IDD_LABELS) == 40  # anue_labels.py lists ids 0-39.
+    assert idd_level3_id("cargroup") == 9
+    assert idd_level3_id("persongroup") == 4
+    assert idd_level3_id("group") is None
+    assert idd_level3_id("Car") is None
 
 
 HOSTILE_JSON = {
@@ -262,7 +263,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
-        prepare.write_atomic(b"data", tmp_path / "out.png")
+        files.write_atomic(b"data", tmp_path / "out.png")
     assert list(tmp_path.iterdir()) == []
 
 

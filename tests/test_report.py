@@ -10,8 +10,11 @@ import pytest
 from PIL import Image
 
 from jaxseg import report
-from jaxseg.classes import CLASS_NAMES, SEED_CLASSES, colorize
+from jaxseg.data.labels import CITYSCAPES, IDD_LEVEL3
 from jaxseg.errors import DataError
+
+CLASS_NAMES = IDD_LEVEL3.class_names
+SEED_CLASSES = IDD_LEVEL3.headline
 
 STEPS_PER_EPOCH = 4
 
@@ -82,9 +85,9 @@ def test_curves_average_train_records_per_epoch():
 
 def test_figures_draw_one_line_per_curve_and_skip_nan_points():
     curves = report.curves_from_records(make_records())
-    assert len(report.loss_figure(curves).axes[0].get_lines()) == 2
-    assert len(report.accuracy_figure(curves).axes[0].get_lines()) == 2
-    axes = report.class_iou_figure(curves).axes[0]
+    assert len(report.loss_figure(curves, IDD_LEVEL3).axes[0].get_lines()) == 2
+    assert len(report.accuracy_figure(curves, IDD_LEVEL3).axes[0].get_lines()) == 2
+    axes = report.class_iou_figure(curves, IDD_LEVEL3).axes[0]
     lines = {line.get_label(): line for line in axes.get_lines()}
     assert list(lines) == list(CLASS_NAMES)
     np.testing.assert_array_equal(lines["sidewalk"].get_xdata(), [1, 3])
@@ -95,42 +98,46 @@ def test_figures_draw_one_line_per_curve_and_skip_nan_points():
 
 
 def test_plot_curves_writes_valid_pngs(tmp_path):
-    paths = report.plot_curves(make_records(), tmp_path / "report")
+    paths = report.plot_curves(make_records(), tmp_path / "report", IDD_LEVEL3)
     assert [p.name for p in paths] == ["loss.png", "accuracy.png", "class_iou.png"]
     for path in paths:
         assert_png(path)
     with pytest.raises(DataError, match="no train or evaluation records"):
-        report.plot_curves([{"step": 1}], tmp_path)
+        report.plot_curves([{"step": 1}], tmp_path, IDD_LEVEL3)
 
 
 def test_blend_and_overlay(tmp_path):
     image = np.full((60, 100, 3), 200, np.uint8)
     prediction = np.zeros((60, 100), np.int64)
     prediction[:, 50:] = 255
-    blended = report.blend(image, prediction, alpha=0.5)
+    blended = report.blend(image, prediction, IDD_LEVEL3, alpha=0.5)
     np.testing.assert_array_equal(blended[:, 50:], image[:, 50:])  # Void: image unchanged.
-    expected = np.round((200 + colorize(prediction[:1, :1]).astype(float)) / 2)
+    expected = np.round((200 + IDD_LEVEL3.colorize(prediction[:1, :1]).astype(float)) / 2)
     np.testing.assert_array_equal(blended[0, 0], expected[0, 0])
 
     label = np.full((60, 100), 9, np.uint8)  # car
     label[:10] = 255
-    with_label = assert_png(report.save_overlay(image, prediction, label, tmp_path / "a.png"))
-    without = assert_png(report.save_overlay(image, prediction, None, tmp_path / "b.png"))
+    with_label = assert_png(
+        report.save_overlay(image, prediction, label, IDD_LEVEL3, tmp_path / "a.png")
+    )
+    without = assert_png(
+        report.save_overlay(image, prediction, None, IDD_LEVEL3, tmp_path / "b.png")
+    )
     assert with_label[0] > without[0] > without[1]  # Panels side by side.
-    legend = report.overlay_figure(image, prediction, label).legends[0]
+    legend = report.overlay_figure(image, prediction, label, IDD_LEVEL3).legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["road", "car"]
     with pytest.raises(ValueError, match="prediction shape"):
-        report.overlay_figure(image, prediction[:10], label)
+        report.overlay_figure(image, prediction[:10], label, IDD_LEVEL3)
 
 
 def test_write_report_md(tmp_path):
     results = write_run(tmp_path, "rotation", 0.81234, 0.35, seed=0)
-    report.plot_curves(make_records(), tmp_path / "report")
+    report.plot_curves(make_records(), tmp_path / "report", IDD_LEVEL3)
     (tmp_path / "report" / "overlay_test_0.png").write_bytes(
         (tmp_path / "report" / "loss.png").read_bytes()
     )
     text = report.write_report_md(tmp_path).read_text()
-    assert "| PA | 0.8123 | 0.8041 |" in text  # This run beside the seed's rotation row.
+    assert "| PA | 0.8123 | 0.8041 |" in text  # This run beside the study's rotation row.
     assert f"| road | {results['iou']['road']:.4f} | 0.8730 |" in text
     assert "| bicycle | n/a |" in text
     for name in ("loss.png", "accuracy.png", "class_iou.png", "overlay_test_0.png"):
@@ -151,12 +158,13 @@ def test_table_command_reports_the_files_numbers(tmp_path, capsys):
     assert printed == out.read_text()
     header, _, *rows = table_rows(printed)
     assert header == ["experiment", "source", "PA", "mIoU", *SEED_CLASSES]
-    assert len(rows) == 3  # baseline, the seed's baseline, my_variant (not in the seed's table).
+    assert len(rows) == 3  # baseline, the study's baseline, my_variant (not in the study).
     for row, results in ((rows[0], first), (rows[2], second)):
         expected = [f"{results['pixel_accuracy']:.4f}", f"{results['mean_iou']:.4f}"]
         expected += [f"{results['iou'][c]:.4f}" for c in SEED_CLASSES]
         assert row[0] == results["experiment"] and row[2:] == expected
-    assert rows[1] == ["baseline", "seed (Table 1)", "0.7944", "0.3371"] + [
+    assert rows[0][1] == str(tmp_path / "a")  # Results without their data: the folder.
+    assert rows[1] == ["baseline", "study (Table 1)", "0.7944", "0.3371"] + [
         "0.8632",
         "0.2323",
         "0.5084",
@@ -213,3 +221,25 @@ def test_module_entry_point_reports_a_missing_run(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr == f"error: {tmp_path / 'metrics.jsonl'}: no such file\n"
+
+
+def test_table_source_says_where_the_numbers_come_from(tmp_path, capsys):
+    """The source column names the run's data; a Cityscapes run gets its own classes and
+    no study row (the study was on IDD level 3)."""
+    for name, data, labels in (
+        ("baseline", "synthetic", "idd_level3"),
+        ("cs", "/data/cityscapes", "cityscapes"),
+    ):
+        run = tmp_path / name
+        results = write_run(run, name, 0.5, 0.25, seed=4)
+        results.update(data=data, labels=labels)
+        if labels == "cityscapes":
+            results["iou"] = {c: 0.5 for c in CITYSCAPES.class_names}
+        (run / "results.json").write_text(json.dumps(results))
+    report.main(["table", "--runs", str(tmp_path / "baseline")])
+    header, _, run_row, study_row = table_rows(capsys.readouterr().out)
+    assert run_row[:2] == ["baseline", "synthetic"] and study_row[1] == "study (Table 1)"
+    report.main(["table", "--runs", str(tmp_path / "cs")])
+    header, _, *rows = table_rows(capsys.readouterr().out)
+    assert header[4:] == list(CITYSCAPES.headline)
+    assert len(rows) == 1 and rows[0][:2] == ["cs", "cityscapes"]

@@ -1,4 +1,5 @@
-"""`jaxseg.score`: IDD's metrics on folders of label PNGs, on hand-computed cases."""
+"""`jaxseg.score`: IDD's metrics on folders of label PNGs, on hand-computed cases, and
+Cityscapes' against cityscapesscripts' own evaluator."""
 
 import json
 import math
@@ -11,9 +12,10 @@ import pytest
 from PIL import Image
 
 from jaxseg import score
-from jaxseg.classes import CLASS_NAMES
+from jaxseg.data.labels import CITYSCAPES, IDD_LEVEL3
 from jaxseg.errors import DataError
 
+CLASS_NAMES = IDD_LEVEL3.class_names
 REPO = Path(__file__).resolve().parents[1]
 
 # Image 1: ground truth with void as 255 and as 26 (IDD's evaluation files).
@@ -147,8 +149,9 @@ def test_cli_prints_metrics_and_writes_results_json(folders, tmp_path):
     ]
     assert len(lines) == 9 + len(CLASS_NAMES)
     record = json.loads(out.read_text())
-    assert set(record) == {"experiment", "split", "pixel_accuracy", "mean_iou", "iou", "steps",
-                           "epochs", "train_images_per_sec"}  # fmt: skip
+    assert set(record) == {"experiment", "split", "data", "labels", "pixel_accuracy", "mean_iou",
+                           "iou", "steps", "epochs", "train_images_per_sec", "images"}  # fmt: skip
+    assert record["labels"] == "idd_level3" and record["images"] == 2
     assert record["experiment"] == "score" and record["split"] == "val"
     assert (record["steps"], record["epochs"], record["train_images_per_sec"]) == (0, 0.0, 0.0)
     assert record["iou"]["car"] is None  # Absent class: NaN, written as null.
@@ -175,3 +178,37 @@ def test_cli_bad_prediction_png_is_an_error(folders):
     assert result.stderr.splitlines() == [
         f"error: {pred / 'sub' / '000002_prediction.png'}: label PNG has mode RGB, expected L (ids)"
     ]
+
+
+def test_cityscapes_scores_equal_cityscapesscripts(tmp_path, monkeypatch):
+    """Cityscapes ground truth (labelIds) is recognised, and predictions as labelIds score
+    as cityscapesscripts' evaluator scores them: ignored ground truth skipped, a predicted
+    ignored id a miss."""
+    evaluator = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
+    monkeypatch.setattr(np, "in1d", np.isin, raising=False)  # Removed in NumPy 2.
+    rng = np.random.default_rng(0)
+    ids = [0, 4, 7, 8, 11, 21, 23, 24, 26, 33]  # Evaluated, ignored (0, 4) and void ids.
+    gts, preds = [], []
+    for i in range(3):
+        stem = f"city_{i:06d}_000019"
+        gt = tmp_path / "gt" / "city" / f"{stem}_gtFine_labelIds.png"
+        pred = tmp_path / "pred" / f"{stem}_pred.png"
+        save(gt, rng.choice(ids, (12, 16)).astype(np.uint8))
+        save(pred, rng.choice(ids, (12, 16)).astype(np.uint8))
+        gts.append(str(gt))
+        preds.append(str(pred))
+    scores = score.score_folders(tmp_path / "pred", tmp_path / "gt")
+    assert scores["labels"] == "cityscapes" and scores["images"] == 3
+
+    args = evaluator.args
+    monkeypatch.setattr(args, "evalInstLevelScore", False)
+    monkeypatch.setattr(args, "quiet", True)
+    monkeypatch.setattr(args, "JSONOutput", False)
+    official = evaluator.evaluateImgLists(preds, gts, args)
+    assert scores["mean_iou"] == pytest.approx(official["averageScoreClasses"], rel=1e-12)
+    for name in CITYSCAPES.class_names:
+        expected = official["classScores"][name]
+        if math.isnan(expected):
+            assert math.isnan(scores["iou"][name]), name
+        else:
+            assert scores["iou"][name] == pytest.approx(expected, rel=1e-12), name

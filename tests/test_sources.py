@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from jaxseg.data import csv_lists, sources, stats
-from jaxseg.errors import DataError
+from jaxseg.data import csv_lists, formats, sources, stats
+from jaxseg.data.labels import CITYSCAPES, IDD_LEVEL1, IDD_LEVEL2, IDD_LEVEL3
+from jaxseg.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NAMES = ["000001", "000002", "201/frame0001", "202/frame0001", "frame0002"]
@@ -46,11 +47,11 @@ def assert_one_line_error(result, *words):
 
 def test_folder_source_pairs_both_parts_of_mixed_sizes(root):
     root, labels = root
-    source = sources.open_split(root, "train")
+    source = formats.open_split(root, "train")
     # Ids repeated across sequence folders keep the folder in their name.
     assert [e.name for e in source] == TRAIN_NAMES
     for example in source:
-        decoded = sources.load_example(example)
+        decoded = sources.load_example(example, IDD_LEVEL3)
         np.testing.assert_array_equal(decoded["label"], labels[example.label_path])
         assert decoded["image"].shape == (*decoded["label"].shape, 3)
         assert decoded["image"].dtype == np.uint8
@@ -62,9 +63,9 @@ def test_folder_source_pairs_both_parts_of_mixed_sizes(root):
 def test_unlabelled_split(root):
     root, _ = root
     with pytest.raises(DataError, match="no label"):
-        sources.open_split(root, "test")
-    (example,) = sources.open_split(root, "test", require_labels=False)
-    decoded = sources.load_example(example)
+        formats.open_split(root, "test")
+    (example,) = formats.open_split(root, "test", require_labels=False)
+    decoded = sources.load_example(example, IDD_LEVEL3)
     assert (decoded["label"] == 255).all() and decoded["label"].shape == (12, 20)
 
 
@@ -72,19 +73,19 @@ def test_png_and_jpg_of_one_id_is_an_error(root):
     root, _ = root
     idd_fixture.write_image(root / "leftImg8bit/train/0/000001_leftImg8bit.jpg", (12, 20), 0)
     with pytest.raises(DataError, match="both a .png and a .jpg"):
-        sources.open_split(root, "train")
+        formats.open_split(root, "train")
 
 
 def test_label_ids_void_26_is_255_and_unknown_ids_are_errors(tmp_path):
     path = tmp_path / "l.png"
     Image.fromarray(np.array([[0, 25, 26, 255]], np.uint8)).save(path)
-    np.testing.assert_array_equal(sources.read_label(str(path)), [[0, 25, 255, 255]])
+    np.testing.assert_array_equal(sources.read_label(str(path), IDD_LEVEL3), [[0, 25, 255, 255]])
     Image.fromarray(np.array([[0, 30]], np.uint8)).save(path)
-    with pytest.raises(DataError, match="label id 30"):
-        sources.read_label(str(path))
+    with pytest.raises(DataError, match="label id 30 is not an id of idd_level3"):
+        sources.read_label(str(path), IDD_LEVEL3)
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "l.jpg")
     with pytest.raises(DataError, match="expected a PNG"):
-        sources.read_label(str(tmp_path / "l.jpg"))
+        sources.read_label(str(tmp_path / "l.jpg"), IDD_LEVEL3)
 
 
 @pytest.mark.parametrize("ext", ["jpg", "png"])
@@ -106,7 +107,7 @@ def test_csv_source_relative_and_absolute_paths(root, tmp_path):
     root, labels = root
     folder = tmp_path / "lists"
     folder.mkdir()
-    first = sources.open_split(root, "train")[0]
+    first = formats.open_split(root, "train")[0]
     rows = [
         f"../idd/leftImg8bit/train/0/000001_leftImg8bit.png,{first.label_path}",
         "",  # Blank lines are skipped.
@@ -114,10 +115,10 @@ def test_csv_source_relative_and_absolute_paths(root, tmp_path):
         "000003_gtFine_labellevel3Ids.png",
     ]
     (folder / "train.csv").write_text("\n".join(rows) + "\n")
-    source = sources.open_split(folder, "train")
+    source = formats.open_split(folder, "train")
     assert [e.name for e in source] == ["000001", "000003"]
     for example in source:
-        label = sources.load_example(example)["label"]
+        label = sources.load_example(example, IDD_LEVEL3)["label"]
         np.testing.assert_array_equal(label, labels[str(Path(example.label_path).resolve())])
 
 
@@ -133,10 +134,10 @@ def test_csv_lists_are_deterministic_by_seed_and_readable(root, tmp_path):
     assert counts == {"train": 4, "val": 2, "test": 1}
     names = []
     for split in ("train", "val", "test"):
-        source = sources.open_split(tmp_path / "a", split)
+        source = formats.open_split(tmp_path / "a", split)
         assert len(source) == counts[split]
         for example in source:
-            label = sources.load_example(example)["label"]
+            label = sources.load_example(example, IDD_LEVEL3)["label"]
             np.testing.assert_array_equal(label, labels[str(Path(example.label_path).resolve())])
             names.append(Path(example.image_path).resolve())
     assert len(set(names)) == 7  # Disjoint and complete.
@@ -157,7 +158,7 @@ def test_csv_lists_cli(root, tmp_path):
 
 def test_pixel_counts_equal_bincount(root, tmp_path):
     root, labels = root
-    source = sources.open_split(root, "train")
+    source = formats.open_split(root, "train")
     expected = np.zeros(27, np.int64)
     for example in source:
         label = labels[example.label_path]
@@ -235,7 +236,7 @@ def test_csv_one_column_allowed_for_unlabelled_lists(root, tmp_path):
     root, _ = root
     image = idd_fixture.image_path(root, "test", "2", "000004", "png")
     (tmp_path / "test.csv").write_text(f"{image}\n")
-    (example,) = sources.open_split(tmp_path, "test", require_labels=False)
+    (example,) = formats.open_split(tmp_path, "test", require_labels=False)
     assert example.label_path is None and example.name == "000004"
 
 
@@ -275,7 +276,7 @@ def damaged_pngs(draw):
 @given(st.binary(max_size=300) | damaged_pngs(), st.sampled_from([None, (4, 4), (12, 12)]))
 def test_fuzz_label_reader_works_or_raises_data_error(data, expected_size):
     try:
-        label = sources.decode_label(data, "fuzz.png", expected_size)
+        label = sources.decode_label(data, "fuzz.png", IDD_LEVEL3, expected_size)
     except DataError:
         return
     assert label.dtype == np.uint8 and label.ndim == 2
@@ -291,3 +292,66 @@ def test_fuzz_image_reader_works_or_raises_data_error(data):
     except DataError:
         return
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+def test_idd_levels_map_level3_files_through_idds_hierarchy(root):
+    """Levels 2 and 1 read the same level-3 files: every level-3 id has one level-2 and
+    one level-1 id in IDD's table (e.g. car 9 -> level 2 'car' 7 -> level 1 'vehicle' 3)."""
+    root, labels = root
+    level3 = np.array([[0, 1, 9, 12, 20, 24, 25, 26, 255]], np.uint8)
+    np.testing.assert_array_equal(
+        IDD_LEVEL2.train_ids(level3, "x"), [[0, 1, 7, 8, 12, 14, 15, 255, 255]]
+    )
+    np.testing.assert_array_equal(
+        IDD_LEVEL1.train_ids(level3, "x"), [[0, 0, 3, 3, 4, 5, 6, 255, 255]]
+    )
+    source = formats.open_split(root, "train", labels="idd_level1")
+    assert source.label_space is IDD_LEVEL1
+    example = source[0]
+    np.testing.assert_array_equal(
+        sources.load_example(example, IDD_LEVEL1)["label"],
+        IDD_LEVEL1.train_ids(labels[example.label_path], "x"),
+    )
+    with pytest.raises(ConfigError, match="data.labels='cityscapes' does not fit idd"):
+        formats.open_split(root, "train", labels="cityscapes")
+    with pytest.raises(ConfigError, match="unknown label space 'idd_level4'"):
+        formats.open_split(root, "train", labels="idd_level4")
+
+
+def test_cityscapes_folders_are_recognised_and_read_as_train_ids(tmp_path):
+    root = tmp_path / "cityscapes"
+    stem = "aachen_000000_000019"
+    image = root / "leftImg8bit" / "train" / "aachen" / f"{stem}_leftImg8bit.png"
+    label = root / "gtFine" / "train" / "aachen" / f"{stem}_gtFine_labelIds.png"
+    idd_fixture.write_image(image, (4, 6), 0)
+    stored = np.array([[7, 8, 26, 33, 0, 3], [22, 23, 24, 5, 255, 19]] * 2, np.uint8)
+    label.parent.mkdir(parents=True)
+    Image.fromarray(stored).save(label)
+    (label.parent / f"{stem}_gtFine_color.png").write_bytes(b"not used")
+    dataset = formats.open_dataset(root)
+    assert dataset.format.name == "cityscapes" and dataset.label_space is CITYSCAPES
+    (example,) = dataset.split("train")
+    ids = sources.load_example(example, CITYSCAPES)["label"]
+    np.testing.assert_array_equal(ids[:2], [[0, 1, 13, 18, 255, 255], [9, 10, 11, 255, 255, 6]])
+    Image.fromarray(np.full((4, 6), 40, np.uint8)).save(label)
+    with pytest.raises(DataError, match="label id 40 is not an id of cityscapes"):
+        sources.load_example(example, CITYSCAPES)
+
+
+def test_cityscapes_table_matches_cityscapesscripts():
+    labels = pytest.importorskip("cityscapesscripts.helpers.labels")
+    evaluated = sorted((x for x in labels.labels if not x.ignoreInEval), key=lambda x: x.trainId)
+    assert tuple(x.name for x in evaluated) == CITYSCAPES.class_names
+    assert tuple(x.id for x in evaluated) == CITYSCAPES.output_ids
+    assert tuple(x.color for x in evaluated) == CITYSCAPES.palette
+    for x in labels.labels:
+        if 0 <= x.id < 256:
+            expected = 255 if x.ignoreInEval else x.trainId
+            assert int(CITYSCAPES.train_ids(np.array([[x.id]], np.uint8), "x")[0, 0]) == expected
+
+
+def test_not_a_dataset_is_one_clear_error(tmp_path):
+    with pytest.raises(DataError, match="not a dataset"):
+        formats.open_dataset(tmp_path)
+    with pytest.raises(DataError, match="no such data folder"):
+        formats.open_dataset(tmp_path / "missing")

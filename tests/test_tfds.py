@@ -12,7 +12,8 @@ from PIL import Image
 
 pytest.importorskip("tensorflow_datasets")
 
-from jaxseg.data import pipeline, sources, stats, tfds_idd  # noqa: E402
+from jaxseg.data import formats, pipeline, sources, stats, tfds_idd  # noqa: E402
+from jaxseg.data.labels import IDD_LEVEL3  # noqa: E402
 from jaxseg.errors import DataError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,13 +37,13 @@ def test_tensorflow_is_not_needed(built):
 def test_round_trip_equals_folder_source(built, split):
     root, data_dir = built
     labelled = split != "test"
-    from_tfds = sources.open_split(data_dir, split, require_labels=labelled)
-    from_folder = sources.open_split(root, split, require_labels=labelled)
+    from_tfds = formats.open_split(data_dir, split, require_labels=labelled)
+    from_folder = formats.open_split(root, split, require_labels=labelled)
     assert isinstance(from_tfds, tfds_idd.TfdsSource)
     assert len(from_tfds) == len(from_folder)
     for index in range(len(from_folder)):
-        a = sources.load_example(from_tfds[index])
-        b = sources.load_example(from_folder[index])
+        a = sources.load_example(from_tfds[index], IDD_LEVEL3)
+        b = sources.load_example(from_folder[index], IDD_LEVEL3)
         assert a["name"] == b["name"]
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["label"], b["label"])
@@ -52,7 +53,7 @@ def test_training_and_eval_batches_are_the_same(built):
     root, data_dir = built
     batches = []
     for data in (root, data_dir):
-        source = sources.open_split(data, "train")
+        source = formats.open_split(data, "train")
         dataset = pipeline.train_dataset(source, height=8, width=12, batch_size=2, seed=5)
         iterator = iter(dataset)
         batches.append([next(iterator) for _ in range(4)])
@@ -60,7 +61,7 @@ def test_training_and_eval_batches_are_the_same(built):
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["label"], b["label"])
     evals = [
-        list(pipeline.eval_batches(sources.open_split(d, "val"), height=8, width=12, batch_size=2))
+        list(pipeline.eval_batches(formats.open_split(d, "val"), height=8, width=12, batch_size=2))
         for d in (root, data_dir)
     ]
     for a, b in zip(*evals, strict=True):
@@ -70,7 +71,7 @@ def test_training_and_eval_batches_are_the_same(built):
 
 def test_source_pickles_for_grain_workers(built):
     _, data_dir = built
-    source = sources.open_split(data_dir, "train")
+    source = formats.open_split(data_dir, "train")
     copy = pickle.loads(pickle.dumps(source))
     assert len(copy) == len(source) and copy[3] == source[3]
 
@@ -78,24 +79,24 @@ def test_source_pickles_for_grain_workers(built):
 def test_pixel_counts_same_as_folder(built):
     root, data_dir = built
     np.testing.assert_array_equal(
-        stats.pixel_counts(sources.open_split(data_dir, "train")),
-        stats.pixel_counts(sources.open_split(root, "train")),
+        stats.pixel_counts(formats.open_split(data_dir, "train")),
+        stats.pixel_counts(formats.open_split(root, "train")),
     )
 
 
 def test_open_split_errors_and_version_dir(built, tmp_path):
     root, data_dir = built
     with pytest.raises(DataError, match="test: the split has no labels"):
-        sources.open_split(data_dir, "test")
+        formats.open_split(data_dir, "test")
     version_dir = data_dir / "idd" / "full" / "1.0.0"
-    assert len(sources.open_split(version_dir, "val")) == 2
+    assert len(formats.open_split(version_dir, "val")) == 2
     # A second config beside the first: the caller must say which.
     both = tmp_path / "both"
     for config in ("full", "synthetic"):
         tfds_idd.build(root, both, config=config, progress=False)
     with pytest.raises(DataError, match="several TFDS datasets"):
-        sources.open_split(both, "train")
-    assert len(sources.open_split(both / "idd" / "synthetic", "train")) == 5
+        formats.open_split(both, "train")
+    assert len(formats.open_split(both / "idd" / "synthetic", "train")) == 5
 
 
 def test_partly_labelled_split_is_an_error(tmp_path):

@@ -1,22 +1,21 @@
 """Transfer learning: start from converted torchvision weights, frozen backbone."""
 
-import functools
-
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxseg import convert, train
+from jaxseg import convert, state, steps
 from jaxseg.config import load_config
-from jaxseg.data import synthetic
+from jaxseg.data.labels import IDD_LEVEL3
+from jaxseg.errors import JaxsegError
+from jaxseg.trainer import train_and_evaluate
 
 
-def _tiny_state(config, frozen=True):
-    model = train.build_model(config)
-    assert train.frozen_params(model) == (("backbone",) if frozen else ())
-    tx = train.create_optimizer(config, train.create_learning_rate(config, 10), ("backbone",))
-    return train.create_train_state(model, tx, jax.random.PRNGKey(0), (2, 48, 64, 3))
+def _tiny_state(config):
+    created = state.create(config, IDD_LEVEL3, image_shape=(2, 48, 64, 3), total_updates=10)
+    assert state.frozen_params(created.model) == ("backbone",)
+    return created.state
 
 
 def test_frozen_backbone_params_and_statistics_do_not_change():
@@ -28,20 +27,18 @@ def test_frozen_backbone_params_and_statistics_do_not_change():
             "optimizer.learning_rate=0.05",
         ],
     )
-    state = _tiny_state(config)
-    start = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-    loss_fn = functools.partial(
-        train.segmentation_loss, class_weights=None, void="class", aux_weight=0.5
-    )
-    step = jax.jit(functools.partial(train.train_step, loss_fn=loss_fn))
+    train_state = _tiny_state(config)
+    start = jax.device_get({"params": train_state.params, "batch_stats": train_state.batch_stats})
+    loss_fn = steps.bind_loss(config, IDD_LEVEL3.num_classes, None)
+    step = jax.jit(lambda s, b: steps.train_step(s, b, loss_fn=loss_fn))
     rng = np.random.default_rng(0)
     for _ in range(3):
         batch = {
             "image": rng.normal(size=(2, 48, 64, 3)).astype(np.float32),
             "label": rng.integers(0, 27, size=(2, 48, 64)).astype(np.int32),
         }
-        state, _ = step(state, batch)
-    end = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+        train_state, _ = step(train_state, batch)
+    end = jax.device_get({"params": train_state.params, "batch_stats": train_state.batch_stats})
 
     for collection in ("params", "batch_stats"):
         jax.tree.map(
@@ -59,11 +56,11 @@ def test_frozen_backbone_params_and_statistics_do_not_change():
     )
 
 
-def test_train_from_converted_torchvision_weights(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_train_from_converted_torchvision_weights(tmp_path, monkeypatch, synthetic_data):
     pytest.importorskip("torchvision")
     monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
-    data = tmp_path / "data"
-    synthetic.generate(data, train=4, val=4, test=1, height=32, width=48, seed=1)
+    data = synthetic_data(4, 4, 1, 32, 48, 1)
     config = load_config(
         "transfer",
         data=str(data),
@@ -78,7 +75,7 @@ def test_train_from_converted_torchvision_weights(tmp_path, monkeypatch):
             "train.epochs=1",
         ],
     )
-    results = train.train_and_evaluate(config, tmp_path / "run")
+    results = train_and_evaluate(config, tmp_path / "run")
     assert results["steps"] == 1
 
     converted = convert.load_converted(tmp_path / "cache" / "random-torchvision-deeplabv3_resnet50")
@@ -99,3 +96,14 @@ def test_train_from_converted_torchvision_weights(tmp_path, monkeypatch):
     )
     assert converted["params"]["classifier_4"]["kernel"].shape[-1] == 21
     assert trained["params"]["classifier_4"]["kernel"].shape[-1] == 27
+
+
+def test_init_from_names_converted_weights_or_fails_up_front(tmp_path, monkeypatch):
+    """`torchvision:ARCH` is the cache folder `jaxseg.convert` writes by default; a folder
+    without converted weights is one clear error, before any training."""
+    monkeypatch.setenv("JAXSEG_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(JaxsegError, match="weights/deeplabv3_resnet101 holds no converted"):
+        convert.init_from_path("torchvision:deeplabv3_resnet101", "deeplabv3_resnet101")
+    with pytest.raises(JaxsegError, match="nowhere holds no converted weights"):
+        convert.init_from_path(str(tmp_path / "nowhere"), "deeplabv3_resnet101")
+    assert convert.init_from_path("", "fcn") is None

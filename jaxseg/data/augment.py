@@ -33,8 +33,8 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from jaxseg.classes import VOID
 from jaxseg.data import transforms
+from jaxseg.data.labels import VOID
 from jaxseg.errors import ConfigError
 
 # Fill colour for image pixels a transform uncovers: normalises to ~0 like the padding of a

@@ -16,17 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from jaxseg import cli
-from jaxseg.data import sources
-from jaxseg.data.prepare import write_atomic
+from jaxseg.data import formats, sources
 from jaxseg.errors import DataError
+from jaxseg.files import write_atomic
 
 VAL_FRACTION = 2 / 7
 TEST_FRACTION = 1 / 7
 
 
 def labelled_examples(root: str | Path, splits: tuple[str, ...]) -> list[sources.Example]:
-    """Every labelled example of the given splits of an IDD root, in folder order."""
-    return [e for split in splits for e in sources.idd_folder_source(root, split).examples]
+    """Every labelled example of the given splits of a dataset root (IDD or Cityscapes),
+    in folder order."""
+    dataset = formats.open_dataset(root)
+    return [e for split in splits for e in dataset.split(split).examples]
 
 
 def split_examples(
@@ -108,7 +110,10 @@ def write_csv_lists(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("Write the course's train/val/test CSV pair lists from an IDD root.")
+    parser = cli.parser(
+        "jaxseg.data.csv_lists",
+        "Write the course's train/val/test CSV pair lists from an IDD root.",
+    )
     parser.add_argument("--idd-root", required=True, help="IDD root with level-3 labels")
     parser.add_argument("--out", required=True, help="folder for train.csv, val.csv, test.csv")
     parser.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")

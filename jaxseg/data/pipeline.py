@@ -21,12 +21,12 @@ from jaxseg.data import augment as augment_lib
 from jaxseg.data import sources, transforms
 
 
-def _load_resized(example: sources.Example, height: int, width: int) -> dict:
-    return transforms.resize(sources.load_example(example), height, width)
+def _load_resized(example: sources.Example, label_space, height: int, width: int) -> dict:
+    return transforms.resize(sources.load_example(example, label_space), height, width)
 
 
 def train_dataset(
-    source: sources.ExampleSource,
+    source: sources.Source,
     *,
     height: int,
     width: int,
@@ -56,7 +56,11 @@ def train_dataset(
         .seed(seed)
         .shuffle()
         .repeat()
-        .map(functools.partial(_load_resized, height=height, width=width))
+        .map(
+            functools.partial(
+                _load_resized, label_space=source.label_space, height=height, width=width
+            )
+        )
     )
     if augment is not None:
         dataset = dataset.random_map(augment)
@@ -77,9 +81,10 @@ def train_dataset(
     return dataset
 
 
-def _prepare_eval(example: sources.Example, height: int, width: int) -> dict:
-    """Image resized to the model's input size; label kept at its own resolution (SPEC 4)."""
-    decoded = sources.load_example(example)
+def _prepare_eval(example: sources.Example, label_space, height: int, width: int) -> dict:
+    """Image resized to the model's input size; label kept at its own resolution, where
+    the metrics are computed."""
+    decoded = sources.load_example(example, label_space)
     model_input = transforms.to_model_input(transforms.resize(decoded, height, width))
     return {**model_input, "label": decoded["label"].astype(np.int32)}
 
@@ -93,7 +98,7 @@ def _stack(examples: list[dict], batch_size: int) -> dict:
 
 
 def eval_batches(
-    source: sources.ExampleSource,
+    source: sources.Source,
     *,
     height: int,
     width: int,
@@ -114,7 +119,7 @@ def eval_batches(
     index, count = shard
     rows = slice(index * batch_size // count, (index + 1) * batch_size // count)
     dataset = grain.MapDataset.source(source).map(
-        functools.partial(_prepare_eval, height=height, width=width)
+        functools.partial(_prepare_eval, label_space=source.label_space, height=height, width=width)
     )
     pending: dict[tuple, list] = {}
     for example in dataset:

@@ -24,10 +24,9 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from jaxseg import cli
-from jaxseg.classes import VOID
-from jaxseg.data.idd_labels import level3_id
-from jaxseg.data.sources import LABEL_SUFFIX
+from jaxseg.data.labels import IDD_LEVEL3, VOID, idd_level3_id
 from jaxseg.errors import DataError
+from jaxseg.files import write_atomic
 
 POLYGONS_SUFFIX = "_gtFine_polygons.json"
 # IDD images are at most 1920x1080; a bound keeps a corrupt size from allocating gigabytes.
@@ -91,7 +90,7 @@ def _parse_object(obj: object, where: str) -> tuple[int, tuple[Point, ...]] | No
     for key, kind in (("label", str), ("polygon", list)):
         if not isinstance(obj.get(key), kind):
             raise DataError(f"{where}: {key!r} missing or not a {kind.__name__}")
-    label_id = level3_id(obj["label"])
+    label_id = idd_level3_id(obj["label"])
     if label_id is None:
         raise DataError(f"{where}: unknown label {_show(obj['label'])}")
     points = tuple(_parse_point(point, where) for point in obj["polygon"])
@@ -148,19 +147,7 @@ def load_annotation(json_path: str | Path) -> Annotation:
 def label_path_for(json_path: str | Path) -> Path:
     """`.../{id}_gtFine_polygons.json` -> `.../{id}_gtFine_labellevel3Ids.png`."""
     json_path = Path(json_path)
-    return json_path.with_name(json_path.name[: -len(POLYGONS_SUFFIX)] + LABEL_SUFFIX)
-
-
-def write_atomic(data: bytes, path: Path) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder and a rename."""
-    # Named by process id: concurrent workers never share one; plain open() honours umask.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    return json_path.with_name(json_path.name[: -len(POLYGONS_SUFFIX)] + IDD_LEVEL3.label_suffix)
 
 
 def encode_png(label: np.ndarray) -> bytes:
@@ -268,7 +255,9 @@ def prepare_root(root: str | Path, *, workers: int = 1, progress: bool = False) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("Make IDD level-3 label PNGs from the polygon JSONs.")
+    parser = cli.parser(
+        "jaxseg.data.prepare", "Make IDD level-3 label PNGs from the polygon JSONs."
+    )
     parser.add_argument("--idd-root", required=True, help="IDD root holding gtFine/")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"

@@ -1,9 +1,11 @@
-"""Random-access sources of (image, label) pairs: IDD-layout folders, CSV pair lists and TFDS.
+"""Random-access sources of (image, label) pairs: dataset folders and CSV pair lists.
 
-A source is a sequence of records: `Example` (file paths) for folders and CSV lists,
-`EncodedExample` (encoded bytes) for TFDS array_record datasets. `load_example` decodes
-either kind into the same arrays, so the pipeline reads every source the same way. Records
-and sources are cheap to pickle, so grain worker processes can run them.
+A source is a sequence of records that carries its `LabelSpace` (`source.label_space`):
+`Example` (file paths) for folders and CSV lists, `EncodedExample` (encoded bytes) for TFDS
+array_record datasets (`jaxseg.data.tfds_idd`). `load_example` decodes either kind into the
+same arrays, label ids mapped to the label space's train ids, so the pipeline reads every
+source the same way. Records and sources are cheap to pickle, so grain worker processes can
+run them. `jaxseg.data.formats` finds which source a data folder needs.
 """
 
 import csv
@@ -17,11 +19,10 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from jaxseg.classes import NUM_CLASSES, VOID
+from jaxseg.data.labels import VOID, LabelSpace
 from jaxseg.errors import DataError
 
 IMAGE_SUFFIXES = ("_leftImg8bit.png", "_leftImg8bit.jpg")
-LABEL_SUFFIX = "_gtFine_labellevel3Ids.png"
 SPLITS = ("train", "val", "test")
 # A label image is one id per pixel: grey levels, or palette indices.
 LABEL_MODES = ("L", "P")
@@ -29,7 +30,7 @@ LABEL_MODES = ("L", "P")
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """One image and its (optional) level-3 label PNG."""
+    """One image and its (optional) label PNG."""
 
     image_path: str
     label_path: str | None
@@ -38,7 +39,7 @@ class Example:
 
 @dataclasses.dataclass(frozen=True)
 class EncodedExample:
-    """One image and its (optional) level-3 label, as encoded file bytes (TFDS records)."""
+    """One image and its (optional) label, as encoded file bytes (TFDS records)."""
 
     image: bytes  # JPEG or PNG file contents.
     label: bytes | None  # PNG file contents, None for unlabelled images.
@@ -52,9 +53,11 @@ class EncodedExample:
 
 
 class Source(Protocol):
-    """What the pipeline needs of a source: random access to records and a description."""
+    """What the pipeline needs of a source: random access to records, a description and
+    the label space of its labels."""
 
     description: str
+    label_space: LabelSpace
 
     def __len__(self) -> int: ...
 
@@ -64,11 +67,12 @@ class Source(Protocol):
 class ExampleSource:
     """A grain random-access source over a fixed list of examples."""
 
-    def __init__(self, examples: list[Example], description: str):
+    def __init__(self, examples: list[Example], description: str, label_space: LabelSpace):
         if not examples:
             raise DataError(f"{description}: no examples found")
         self.examples = examples
         self.description = description
+        self.label_space = label_space
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -101,16 +105,19 @@ def _unique_names(stems: list[str], relative_stems: list[str]) -> list[str]:
     ]
 
 
-def idd_folder_source(
-    root: str | Path, split: str, *, require_labels: bool = True
+def folder_source(
+    root: str | Path, split: str, label_space: LabelSpace, *, require_labels: bool = True
 ) -> ExampleSource:
-    """Pairs `leftImg8bit/{split}/{seq}/{id}_leftImg8bit.{png,jpg}` with their label PNGs.
+    """Pairs `leftImg8bit/{split}/{seq}/{id}_leftImg8bit.{png,jpg}` with their label PNGs
+    `gtFine/{split}/{seq}/{id}{label_space.label_suffix}` (IDD and Cityscapes alike).
 
     Args:
-      root: IDD root holding `leftImg8bit/` and `gtFine/` (Part I png or Part II jpg).
+      root: dataset root holding `leftImg8bit/` and `gtFine/` (IDD Part I png or Part II
+        jpg, Cityscapes png).
       split: "train", "val" or "test".
-      require_labels: if True, an image without `gtFine/.../{id}_gtFine_labellevel3Ids.png`
-        is an error (run `python -m jaxseg.data.prepare` to make them from the polygons).
+      label_space: what the label files hold; its `label_suffix` names them.
+      require_labels: if True, an image without a label file is an error (for IDD, run
+        `python -m jaxseg.data.prepare` to make level-3 labels from the polygons).
 
     Returns:
       The split's examples sorted by path; image and label sizes are checked on decoding.
@@ -131,16 +138,18 @@ def idd_folder_source(
     for image_path, relative, name in zip(
         image_paths, relative_stems, _unique_names(stems, relative_stems), strict=True
     ):
-        label_path = root / "gtFine" / split / f"{relative}{LABEL_SUFFIX}"
+        label_path = root / "gtFine" / split / f"{relative}{label_space.label_suffix}"
         if not label_path.is_file():
             if require_labels:
-                raise DataError(
-                    f"{image_path}: no label {label_path} "
-                    "(make level-3 labels with `python -m jaxseg.data.prepare`)"
+                hint = (
+                    " (make level-3 labels with `python -m jaxseg.data.prepare`)"
+                    if label_space.label_suffix.endswith("level3Ids.png")
+                    else ""
                 )
+                raise DataError(f"{image_path}: no label {label_path}{hint}")
             label_path = None
         examples.append(Example(str(image_path), label_path and str(label_path), name))
-    return ExampleSource(examples, f"{image_dir}")
+    return ExampleSource(examples, f"{image_dir}", label_space)
 
 
 def _csv_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
@@ -153,7 +162,9 @@ def _csv_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
     return [(n, [cell for cell in row if cell]) for n, row in rows if any(row)]
 
 
-def csv_source(csv_path: str | Path, *, require_labels: bool = True) -> ExampleSource:
+def csv_source(
+    csv_path: str | Path, label_space: LabelSpace, *, require_labels: bool = True
+) -> ExampleSource:
     """Reads the course's pair lists: two columns `image,label`, no header.
 
     Relative paths are resolved against the CSV file's folder. A one-column row is allowed
@@ -181,37 +192,7 @@ def csv_source(csv_path: str | Path, *, require_labels: bool = True) -> ExampleS
     qualified = [f"{Path(e.image_path).parent.name}/{e.name}" for e in examples]
     names = _unique_names([e.name for e in examples], qualified)
     examples = [dataclasses.replace(e, name=n) for e, n in zip(examples, names, strict=True)]
-    return ExampleSource(examples, str(csv_path))
-
-
-def open_split(data: str | Path, split: str, *, require_labels: bool = True) -> Source:
-    """Opens a split of a dataset: an IDD root, CSV pair lists, or a TFDS data directory.
-
-    Args:
-      data: an IDD root (`leftImg8bit/`, `gtFine/`), a folder holding `{split}.csv`, a CSV
-        file, or a TFDS data directory written by `jaxseg.data.prepare --tfds` (any folder
-        with exactly one `dataset_info.json` at most three levels down).
-      split: "train", "val" or "test".
-      require_labels: if True, every example must have a label.
-    """
-    data = Path(data)
-    if not data.exists():
-        raise DataError(f"{data}: no such data folder")
-    if (data / "leftImg8bit").is_dir():
-        return idd_folder_source(data, split, require_labels=require_labels)
-    if (data / f"{split}.csv").is_file():
-        return csv_source(data / f"{split}.csv", require_labels=require_labels)
-    if data.is_file() and data.suffix == ".csv":
-        return csv_source(data, require_labels=require_labels)
-    if data.is_dir() and any(tfds_info_files(data)):
-        # Imported here: TFDS is an optional extra and slow to import.
-        from jaxseg.data import tfds_idd
-
-        return tfds_idd.tfds_source(data, split, require_labels=require_labels)
-    raise DataError(
-        f"{data}: neither an IDD root (leftImg8bit/), a folder with {split}.csv, "
-        "nor a TFDS data directory"
-    )
+    return ExampleSource(examples, str(csv_path), label_space)
 
 
 def tfds_info_files(data: Path) -> list[Path]:
@@ -284,45 +265,56 @@ def read_image(path: str) -> np.ndarray:
     return decode_image(read_bytes(path), str(path))
 
 
-def decode_label(
-    data: bytes, origin: str, expected_size: tuple[int, int] | None = None
-) -> np.ndarray:
-    """Decodes level-3 id PNG bytes to [H, W] uint8 and checks mode, size and ids.
+def decode_ids(data: bytes, origin: str) -> np.ndarray:
+    """The stored ids [H, W] uint8 of label or prediction PNG bytes, unmapped.
 
-    Args:
-      data: PNG file contents (mode L or P, one id per pixel).
-      origin: the file or record the bytes come from, for error messages.
-      expected_size: (height, width) the label must have (its image's size).
-
-    Returns:
-      Ids 0-25, and 255 for void (IDD's evaluation also stores void as 26: mapped to 255).
+    Raises:
+      DataError: not a PNG (ids must be lossless), not one id per pixel, or corrupt.
     """
     image = _decode(data, origin, "label")
     if image.format != "PNG":
         raise DataError(f"{origin}: label is {image.format}, expected a PNG (lossless ids)")
     if image.mode not in LABEL_MODES:
         raise DataError(f"{origin}: label PNG has mode {image.mode}, expected L (ids)")
-    label = np.asarray(image)
+    return np.asarray(image, np.uint8)
+
+
+def decode_label(
+    data: bytes,
+    origin: str,
+    label_space: LabelSpace,
+    expected_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decodes label PNG bytes to train ids [H, W] uint8 and checks mode, size and ids.
+
+    Args:
+      data: PNG file contents (mode L or P, one stored id per pixel).
+      origin: the file or record the bytes come from, for error messages.
+      label_space: maps the stored ids to train ids (e.g. IDD level 3 keeps 0-25 and
+        reads 26, IDD's evaluation's void, as 255); an id it does not define is an error.
+      expected_size: (height, width) the label must have (its image's size).
+
+    Returns:
+      Train ids 0..K-1, and 255 for void.
+    """
+    label = decode_ids(data, origin)
     if expected_size is not None and label.shape != tuple(expected_size):
         raise DataError(f"{origin}: label size {label.shape} != image size {tuple(expected_size)}")
-    bad = (label > NUM_CLASSES) & (label != VOID)
-    if bad.any():
-        raise DataError(
-            f"{origin}: label id {int(label[bad][0])} outside 0-{NUM_CLASSES - 1}/{VOID}"
-        )
-    return np.where(label == NUM_CLASSES, VOID, label).astype(np.uint8)
+    return label_space.train_ids(label, origin)
 
 
-def read_label(path: str, expected_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decodes a level-3 id PNG file to [H, W] uint8; see `decode_label`."""
-    return decode_label(read_bytes(path), str(path), expected_size)
+def read_label(
+    path: str, label_space: LabelSpace, expected_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Decodes a label PNG file to train ids [H, W] uint8; see `decode_label`."""
+    return decode_label(read_bytes(path), str(path), label_space, expected_size)
 
 
-def load_example(example: Example | EncodedExample) -> dict:
+def load_example(example: Example | EncodedExample, label_space: LabelSpace) -> dict:
     """Decodes a record to {"image": [H,W,3] uint8, "label": [H,W] uint8, "name": str}.
 
-    Both record kinds decode to the same arrays for the same files. Examples without a
-    label get an all-void label.
+    Both record kinds decode to the same arrays for the same files; labels hold train ids
+    of `label_space`. Examples without a label get an all-void label.
     """
     if isinstance(example, Example):
         image = read_image(example.image_path)
@@ -335,11 +327,11 @@ def load_example(example: Example | EncodedExample) -> dict:
     if label_data is None:
         label = np.full(image.shape[:2], VOID, np.uint8)
     else:
-        label = decode_label(label_data, label_origin, image.shape[:2])
+        label = decode_label(label_data, label_origin, label_space, image.shape[:2])
     return {"image": image, "label": label, "name": example.name}
 
 
-def load_label(example: Example | EncodedExample) -> np.ndarray:
+def load_label(example: Example | EncodedExample, label_space: LabelSpace) -> np.ndarray:
     """Decodes only the label of a record ([H, W] uint8), checked against its image's size.
 
     Only the image's header is read, so this is much cheaper than `load_example`.
@@ -349,8 +341,8 @@ def load_label(example: Example | EncodedExample) -> np.ndarray:
         if example.label_path is None:
             raise DataError(f"{example.image_path}: no label")
         size = image_size(example.image_path, example.image_path)
-        return read_label(example.label_path, size)
+        return read_label(example.label_path, label_space, size)
     if example.label is None:
         raise DataError(f"{example.origin}: no label")
     size = image_size(example.image, f"{example.origin} image")
-    return decode_label(example.label, example.label_path, size)
+    return decode_label(example.label, example.label_path, label_space, size)

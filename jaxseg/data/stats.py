@@ -1,9 +1,9 @@
-"""Pixel counts per class over a split, as the seed counted them for its class weights.
+"""Pixel counts per class over a split, as the study counted them for its class weights.
 
-`python -m jaxseg.data.stats --data PATH --split train [--out FILE]` writes
-`{"counts": [27 ints], "classes": [27 names], "images": N}`: the 26 level-3 classes, then
-void (255, or 26 in IDD's evaluation files) last as the seed's "unlabeled". Labels are
-read one at a time, so memory stays bounded whatever the split's size.
+`python -m jaxseg.data.stats --data PATH --split train [--labels NAME] [--out FILE]` writes
+`{"counts": [K + 1 ints], "classes": [K + 1 names], "images": N}`: the K classes of the
+label space, then void last ("unlabeled"). Labels are read one at a time, so memory stays
+bounded whatever the split's size.
 """
 
 import json
@@ -14,48 +14,50 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxseg import cli
-from jaxseg.classes import CLASS_NAMES, NUM_CLASSES
-from jaxseg.data import sources
-from jaxseg.data.prepare import write_atomic
-
-COUNT_NAMES = (*CLASS_NAMES, "unlabeled")
+from jaxseg.data import formats, sources
+from jaxseg.files import write_atomic
 
 
-def label_counts(label: np.ndarray) -> np.ndarray:
-    """[NUM_CLASSES + 1] int64 pixel counts of one label map; every id >= 26 is void (last).
+def label_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """[num_classes + 1] int64 pixel counts of label maps; every id >= num_classes (void)
+    is counted in the last entry. Counts add across images.
 
     Args:
-      label: [H, W] integer level-3 ids.
+      label: [...] integer train ids.
+      num_classes: K, the classes of the label space.
     """
-    ids = np.minimum(label.ravel(), NUM_CLASSES).astype(np.intp)
-    return np.bincount(ids, minlength=NUM_CLASSES + 1).astype(np.int64)
+    ids = np.minimum(np.asarray(label).ravel(), num_classes).astype(np.intp)
+    return np.bincount(ids, minlength=num_classes + 1).astype(np.int64)
 
 
 def pixel_counts(source: sources.Source, *, progress: bool = False) -> np.ndarray:
-    """[NUM_CLASSES + 1] int64 pixel counts of every label of a source, void last.
+    """[K + 1] int64 pixel counts of every label of a source, void last.
 
     Args:
-      source: a source from `sources.open_split`; every example must have a label.
+      source: a source from `formats.open_split`; every example must have a label.
       progress: show a progress bar on stderr.
     """
-    counts = np.zeros(NUM_CLASSES + 1, np.int64)
+    space = source.label_space
+    counts = np.zeros(space.num_classes + 1, np.int64)
     for index in tqdm(range(len(source)), unit="image", file=sys.stderr, disable=not progress):
-        counts += label_counts(sources.load_label(source[index]))
+        counts += label_counts(sources.load_label(source[index], space), space.num_classes)
     return counts
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = cli.parser("Count label pixels per class over a dataset split.")
-    parser.add_argument("--data", required=True, help="IDD root, CSV folder or TFDS data dir")
+    parser = cli.parser("jaxseg.data.stats", "Count label pixels per class over a dataset split.")
+    parser.add_argument(
+        "--data", required=True, help="IDD or Cityscapes root, CSV folder or TFDS data dir"
+    )
     parser.add_argument("--split", default="train", help="split to count (default: train)")
+    parser.add_argument("--labels", default="auto", help="label space (default: the data's)")
     parser.add_argument("--out", help="JSON file to write (default: print it)")
     args = parser.parse_args(argv)
     with cli.user_errors():
-        source = sources.open_split(args.data, args.split)
+        source = formats.open_split(args.data, args.split, labels=args.labels)
         counts = pixel_counts(source, progress=sys.stderr.isatty())  # Bar on terminals only.
-        text = json.dumps(
-            {"counts": counts.tolist(), "classes": list(COUNT_NAMES), "images": len(source)}
-        )
+        names = [*source.label_space.class_names, "unlabeled"]
+        text = json.dumps({"counts": counts.tolist(), "classes": names, "images": len(source)})
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             write_atomic((text + "\n").encode(), Path(args.out))

@@ -40,7 +40,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from jaxseg.classes import NUM_CLASSES, VOID
+from jaxseg.data.labels import IDD_LEVEL3, VOID
+
+NUM_CLASSES = IDD_LEVEL3.num_classes
 from jaxseg.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -2,12 +2,13 @@
 
 The builder `idd` reads an IDD root from `manual_dir` (config `full`: real IDD, either part;
 config `synthetic`: the output of `jaxseg.data.synthetic`) and stores every example as its
-encoded file bytes: `tfds.features.Image` would need TensorFlow to decode (SPEC 8), so images
-and labels are `tfds.features.Tensor` bytes that `sources.load_example` decodes with Pillow,
-to exactly the arrays the folder source gives. Examples keep the folder source's order.
+encoded file bytes: `tfds.features.Image` would need TensorFlow to decode, so images and
+level-3 labels are `tfds.features.Tensor` bytes that `sources.load_example` decodes with
+Pillow, to exactly the arrays the folder source gives. Examples keep the folder source's
+order. The labels can be read in any of IDD's levels.
 
 Build: `python -m jaxseg.data.prepare --idd-root DIR --tfds OUT` (or `build(...)`);
-read: `open_split(OUT, "train")` or `tfds_source(OUT, "train")`.
+read: `formats.open_split(OUT, "train")` or `tfds_source(OUT, "train", IDD_LEVEL3)`.
 """
 
 import tempfile
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxseg.data import sources
+from jaxseg.data.labels import IDD_LEVEL3, LabelSpace
 from jaxseg.errors import DataError
 
 
@@ -70,7 +72,7 @@ def _record(example: sources.Example) -> dict:
     label = b""
     if example.label_path is not None:
         label = sources.read_bytes(example.label_path)
-        sources.decode_label(label, example.label_path, size)
+        sources.decode_label(label, example.label_path, IDD_LEVEL3, size)
     return {"image": image, "label": label, "name": example.name}
 
 
@@ -80,7 +82,7 @@ def _split_source(root: Path, split: str) -> sources.ExampleSource:
     A partly labelled split means `prepare` has not run on it: an error, so that a TFDS
     split's first record tells whether the whole split has labels.
     """
-    source = sources.idd_folder_source(root, split, require_labels=False)
+    source = sources.folder_source(root, split, IDD_LEVEL3, require_labels=False)
     unlabelled = [e for e in source.examples if e.label_path is None]
     if unlabelled and len(unlabelled) < len(source):
         raise DataError(
@@ -126,11 +128,12 @@ class TfdsSource:
     Items are `sources.EncodedExample`s, which `sources.load_example` decodes.
     """
 
-    def __init__(self, data_source, description: str):
+    def __init__(self, data_source, description: str, label_space: LabelSpace):
         if len(data_source) == 0:
             raise DataError(f"{description}: no examples found")
         self.data_source = data_source  # tfds ArrayRecordDataSource: picklable for workers.
         self.description = description
+        self.label_space = label_space  # One of IDD's levels: the records hold level 3.
 
     def __len__(self) -> int:
         return len(self.data_source)
@@ -167,12 +170,15 @@ def dataset_dir(data_dir: str | Path) -> Path:
     return infos[0].parent
 
 
-def tfds_source(data_dir: str | Path, split: str, *, require_labels: bool = True) -> TfdsSource:
+def tfds_source(
+    data_dir: str | Path, split: str, label_space: LabelSpace, *, require_labels: bool = True
+) -> TfdsSource:
     """Opens a split of a TFDS dataset as a grain source, through `tfds` data sources.
 
     Args:
       data_dir: a TFDS data dir holding one dataset, or its version folder.
       split: "train", "val" or "test".
+      label_space: the IDD level to read the level-3 labels in.
       require_labels: if True, a split without labels is an error.
     """
     path = dataset_dir(data_dir)
@@ -182,7 +188,7 @@ def tfds_source(data_dir: str | Path, split: str, *, require_labels: bool = True
         raise DataError(f"{path}: cannot read TFDS dataset ({type(e).__name__}: {e})") from None
     if split not in builder.info.splits:
         raise DataError(f"{path}: no split {split!r} (has {', '.join(builder.info.splits)})")
-    source = TfdsSource(builder.as_data_source(split=split), f"{path}:{split}")
+    source = TfdsSource(builder.as_data_source(split=split), f"{path}:{split}", label_space)
     if require_labels and source[0].label is None:
         raise DataError(f"{path}:{split}: the split has no labels")
     return source

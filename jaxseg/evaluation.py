@@ -1,0 +1,102 @@
+"""Evaluation over a split: batches through the compiled `eval_step`, metrics from the summed
+confusion matrix. Used by validation during training and by `jaxseg.evaluate`."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxseg import class_weights, metrics, parallel, results, state, steps
+from jaxseg.data import formats, pipeline, sources
+from jaxseg.data.labels import LabelSpace
+
+
+def eval_batch_size(requested: int, strategy: parallel.DataParallel) -> int:
+    """`requested` rounded up to a multiple of the device count: evaluation pads its
+    batches and masks the padding, so any size works on any number of devices."""
+    devices = strategy.num_devices
+    return -(-requested // devices) * devices
+
+
+def eval_batches(
+    config: ml_collections.ConfigDict, source: sources.Source, strategy: parallel.DataParallel
+):
+    """This process's part of every evaluation batch of `source`."""
+    return pipeline.eval_batches(
+        source,
+        height=config.data.height,
+        width=config.data.width,
+        batch_size=eval_batch_size(config.data.eval_batch_size, strategy),
+        shard=(jax.process_index(), jax.process_count()),
+    )
+
+
+def evaluate(
+    eval_step,
+    train_state: state.TrainState,
+    batches,
+    strategy: parallel.DataParallel,
+    label_space: LabelSpace,
+) -> dict:
+    """Runs the compiled `eval_step` over every batch; metrics of the confusion matrix
+    summed over batches and devices, and the loss of the summed loss terms.
+
+    Returns:
+      {"pixel_accuracy", "mean_iou", "iou": {class: IoU}, "loss"}.
+    """
+    totals = None
+    for batch in batches:
+        batch.pop("name", None)
+        out = eval_step(train_state, strategy.place_batch(batch))
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    totals = strategy.fetch(totals)
+    result = metrics.metrics_from_confusion(totals["confusion"], label_space.class_names)
+    result["loss"] = float(totals["loss_sum"] / max(float(totals["weight_sum"]), 1e-12))
+    return result
+
+
+def evaluate_run(
+    workdir: str | Path, *, data: str | None = None, split: str = "val", overrides=()
+) -> dict:
+    """Scores a run's best checkpoint on `split` of its data (or of `data`), data-parallel
+    over every device, and writes `eval_{split}.json` into the workdir.
+
+    Args:
+      overrides: `--set key=value` strings applied to the run's config (e.g. a larger
+        data.eval_batch_size).
+    """
+    workdir = Path(workdir)
+    run = state.restore(workdir, overrides)
+    config = run.config
+    if data is not None:
+        config.data.source = data
+    source = formats.config_dataset(config).split(split)
+    strategy = parallel.create()
+    train_state = strategy.place_state(strategy.unreplicated(run.state))
+    outputs = state.num_outputs(config, run.label_space)
+    weights = class_weights.for_config(config, workdir, run.label_space, outputs)
+    compiled = steps.compile_steps(
+        config, strategy, run.label_space.num_classes, weights, train_state
+    )
+    result = evaluate(
+        compiled.eval,
+        train_state,
+        eval_batches(config, source, strategy),
+        strategy,
+        run.label_space,
+    )
+    trained = results.load(workdir / "results.json") if (workdir / "results.json").exists() else {}
+    record = results.record(
+        experiment=config.experiment,
+        split=split,
+        data=config.data.source,
+        label_space=run.label_space,
+        metrics=result,
+        steps=int(run.state.step),
+        epochs=trained.get("epochs", 0.0),
+        train_images_per_sec=trained.get("train_images_per_sec", 0.0),
+    )
+    if jax.process_index() == 0:
+        results.write(workdir / f"eval_{split}.json", record)
+    return record

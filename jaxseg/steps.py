@@ -1,0 +1,172 @@
+"""The pure steps: the loss, `train_step`, `eval_step` and eval-mode logits.
+
+Each step is a pure function of (state, batch) with its static settings bound by
+`functools.partial` (`bind`), compiled once by `jaxseg.parallel` (jit or pmap). Batches
+follow one contract: {"image": float32 [B, H, W, 3], "label": int32 [B, H, W]} with train
+ids and 255 = void; evaluation adds "mask" [B] bool (False for padding examples).
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxseg import losses, metrics, parallel
+from jaxseg.state import TrainState
+
+# (outputs, labels, mask=None) -> (loss sum, weight sum): both add over batches, and
+# loss = sum / weight.
+LossTerms = Callable[..., tuple[jax.Array, jax.Array]]
+
+
+def split_outputs(outputs) -> dict:
+    """Models return logits, or torchvision-style {"out": logits, "aux": logits}."""
+    return outputs if isinstance(outputs, dict) else {"out": outputs}
+
+
+def loss_terms(
+    outputs,
+    labels: jax.Array,
+    *,
+    num_classes: int,
+    void: str,
+    class_weights: jax.Array | None,
+    aux_weight: float,
+    mask: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The segmentation loss as (sum, weight), the one entry point of training and
+    validation: the (class-weighted) cross-entropy of the main output, plus `aux_weight`
+    times that of the auxiliary output when the model has one.
+
+    Args:
+      outputs: logits [B, H, W, K] or {"out": ..., "aux": ...} at the labels' size.
+      labels: [B, H, W] int train ids, 255 = void.
+      num_classes: classes of the label space (the void class id under `void: class`).
+      void: the void policy ("ignore" or "class").
+      class_weights: [K] or None.
+      aux_weight: weight of the auxiliary head's loss.
+      mask: [B, H, W] bool, False where pixels carry no loss at all (padding examples).
+    """
+    outputs = split_outputs(outputs)
+    labels = losses.apply_void_policy(labels, void, num_classes)
+    if mask is not None:
+        labels = jnp.where(mask, labels, losses.VOID)
+    total, weight = losses.cross_entropy_terms(outputs["out"], labels, class_weights)
+    if "aux" in outputs:
+        # Same labels, same weights: the aux term shares the main term's denominator.
+        aux_total, _ = losses.cross_entropy_terms(outputs["aux"], labels, class_weights)
+        total = total + aux_weight * aux_total
+    return total, weight
+
+
+def mean_loss(terms: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """sum / weight of `loss_terms`; 0, not NaN, when no pixel carries a loss."""
+    total, weight = terms
+    return total / jnp.maximum(weight, 1e-12)
+
+
+def train_step(
+    state: TrainState, batch: dict, *, loss_fn: LossTerms, axis_name: str | None = None
+) -> tuple[TrainState, dict]:
+    """One optimizer step on `batch`.
+
+    With `axis_name` (pmap) gradients, statistics and metrics are averaged over that axis;
+    under jit with sharded batches XLA already works on the global batch.
+    """
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_of(params):
+        outputs, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            batch["image"],
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": dropout_rng},
+        )
+        return mean_loss(loss_fn(outputs, batch["label"])), updates
+
+    (loss, updates), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    if axis_name is not None:
+        grads, loss = jax.lax.pmean((grads, loss), axis_name)
+    state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def predict_logits(state: TrainState, images: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Eval-mode logits [B, *size, K] float32, bilinearly resized to `size` if needed."""
+    outputs = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+    )
+    logits = split_outputs(outputs)["out"].astype(jnp.float32)
+    if logits.shape[1:3] != tuple(size):
+        shape = (logits.shape[0], *size, logits.shape[-1])
+        logits = jax.image.resize(logits, shape, "bilinear", antialias=False)
+    return logits
+
+
+def eval_step(
+    state: TrainState,
+    batch: dict,
+    *,
+    loss_fn: LossTerms,
+    num_classes: int,
+    axis_name: str | None = None,
+) -> dict:
+    """Loss terms and the confusion matrix of one batch, at the labels' resolution.
+
+    Returns {"loss_sum", "weight_sum", "confusion" [K, K + 1]}, all of which add over
+    batches (and, with `axis_name` (pmap), are summed over that axis).
+    """
+    logits = predict_logits(state, batch["image"], batch["label"].shape[1:])
+    mask = jnp.broadcast_to(batch["mask"][:, None, None], batch["label"].shape)
+    loss_sum, weight_sum = loss_fn({"out": logits}, batch["label"], mask=mask)
+    predictions = jnp.argmax(logits, axis=-1)
+    sums = {
+        "loss_sum": loss_sum,
+        "weight_sum": weight_sum,
+        "confusion": metrics.confusion_matrix(batch["label"], predictions, num_classes, mask),
+    }
+    return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """The compiled steps of a run."""
+
+    train: Callable[[TrainState, dict], tuple[TrainState, dict]]
+    eval: Callable[[TrainState, dict], dict]
+
+
+def bind_loss(
+    config: ml_collections.ConfigDict, num_classes: int, class_weights: jax.Array | None
+) -> LossTerms:
+    """`loss_terms` with the config's settings bound."""
+    return functools.partial(
+        loss_terms,
+        num_classes=num_classes,
+        void=config.data.void,
+        class_weights=class_weights,
+        aux_weight=config.loss.aux_weight,
+    )
+
+
+def compile_steps(
+    config: ml_collections.ConfigDict,
+    strategy: parallel.DataParallel,
+    num_classes: int,
+    class_weights: jax.Array | None,
+    state: TrainState,
+) -> Steps:
+    """`train_step` and `eval_step` with their static settings bound, each compiled once
+    (jit or pmap, as `strategy` says) for the placed `state`."""
+    loss_fn = bind_loss(config, num_classes, class_weights)
+    train, evaluate = strategy.compile(
+        functools.partial(train_step, loss_fn=loss_fn),
+        functools.partial(eval_step, loss_fn=loss_fn, num_classes=num_classes),
+        state,
+    )
+    return Steps(train, evaluate)

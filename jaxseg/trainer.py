@@ -1,0 +1,398 @@
+"""The training loop: epochs of the compiled train step, a validation pass, a checkpoint and
+the early-stopping test at every epoch end, throughput, then the results and report of the
+best checkpoint.
+
+Resume order: the latest checkpoint in the workdir (parameters, optimizer, data iterator,
+early-stopping state), else `model.init_from`, else a fresh initialisation. Training is
+data-parallel over the devices of every process (`config.parallel`); with several processes
+each reads its part of every batch, checkpoints are written collectively and only process 0
+writes logs and reports.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from jaxseg import (
+    checkpoint,
+    class_weights,
+    evaluation,
+    inference,
+    parallel,
+    progress,
+    report,
+    results,
+    state,
+    steps,
+)
+from jaxseg.config import config_to_json
+from jaxseg.data import augment, formats, pipeline, sources
+from jaxseg.errors import ConfigError, DataError
+
+
+class EarlyStopping:
+    """Stops when the validation loss has not improved for `patience` evaluations."""
+
+    def __init__(self, patience: int, best_loss: float = math.inf, bad_epochs: int = 0):
+        self.patience = patience
+        self.best_loss = best_loss
+        self.bad_epochs = bad_epochs
+
+    def update(self, val_loss: float) -> bool:
+        """Records a validation loss; True when training should stop."""
+        if val_loss < self.best_loss:
+            self.best_loss, self.bad_epochs = val_loss, 0
+        else:
+            self.bad_epochs += 1
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best_loss": self.best_loss, "bad_epochs": self.bad_epochs}
+
+
+class Throughput:
+    """Steps and images per second over logging windows; the first (compiling) one is
+    left out of the run's average."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.images, self.seconds, self.windows = 0, 0.0, 0
+
+    def step(self) -> None:
+        self.window_steps += 1
+
+    def end_window(self) -> tuple[int, float]:
+        """Closes a window: (its steps, its steps/s)."""
+        elapsed = time.perf_counter() - self.window_start
+        steps = self.window_steps
+        if self.windows > 0:
+            self.images += steps * self.batch_size
+            self.seconds += elapsed
+        self.windows += 1
+        self.window_start, self.window_steps = time.perf_counter(), 0
+        return steps, steps / elapsed
+
+    def images_per_sec(self) -> float:
+        return self.images / self.seconds if self.seconds else float("nan")
+
+
+def resolve_labels(config: ml_collections.ConfigDict, dataset: formats.Dataset):
+    """A copy of `config` naming the dataset's label space in `data.labels` (not "auto"),
+    so the saved config says what the model's outputs mean."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.data.labels = dataset.label_space.name
+    config.lock()
+    return config
+
+
+def claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Writes config.json; a workdir of a run with another config is refused, not mixed.
+
+    The `parallel` section may differ: a run resumes on any number of devices, in any mode.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_json = config_to_json(config)
+    config_path = workdir / "config.json"
+
+    def model_settings(config_dict: dict) -> dict:
+        return {key: value for key, value in config_dict.items() if key != "parallel"}
+
+    if config_path.exists() and model_settings(json.loads(config_path.read_text())) != (
+        model_settings(json.loads(config_json))
+    ):
+        raise ConfigError(
+            f"{config_path}: this workdir holds a run with a different config; "
+            "use a new --workdir or the same settings to resume"
+        )
+    if progress.is_main_process():
+        config_path.write_text(config_json + "\n")
+
+
+@dataclasses.dataclass
+class Loop:
+    """Everything one training invocation works with; `state` and the counters change."""
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    dataset: formats.Dataset
+    val_source: sources.Source
+    strategy: parallel.DataParallel
+    steps: steps.Steps
+    state: state.TrainState
+    learning_rate: optax.Schedule
+    checkpoints: checkpoint.Checkpoints
+    train_iter: object  # A grain DatasetIterator (get_state/set_state).
+    steps_per_epoch: int
+    total_steps: int
+    start_step: int
+    resumed: bool
+    early_stopping: EarlyStopping
+    best_mean_iou: float
+    log: progress.MetricsLog
+    bar: progress.Progress
+    throughput: Throughput
+    saved_step: int = -1
+
+    def validate(self) -> dict:
+        batches = evaluation.eval_batches(self.config, self.val_source, self.strategy)
+        return evaluation.evaluate(
+            self.steps.eval, self.state, batches, self.strategy, self.dataset.label_space
+        )
+
+    def save(self, step: int, *, best: bool = False) -> None:
+        if step == self.saved_step and not best:
+            return
+        meta = {
+            "early_stopping": self.early_stopping.state_dict(),
+            "best_mean_iou": self.best_mean_iou,
+            "data_iterator": self.train_iter.get_state(),
+        }
+        tree = state.checkpoint_tree(self.strategy.checkpoint_state(self.state))
+        self.checkpoints.save(step, tree, meta, best=best)
+        self.saved_step = step
+
+
+def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_updates):
+    """(placed state, learning rate, checkpoint meta or None): the workdir's latest
+    checkpoint, else `model.init_from`, else a fresh initialisation. Checkpoints hold the
+    unreplicated state, restored onto this run's devices."""
+    created = state.create(
+        config,
+        dataset.label_space,
+        image_shape=image_shape,
+        total_updates=total_updates,
+        bn_axis_name=strategy.axis_name,
+    )
+    template = strategy.unreplicated(created.state)
+    restored = checkpoints.restore(state.checkpoint_tree(template))
+    if restored is not None:
+        train_state = template.replace(**restored[0])
+        logging.info("resuming from step %d", parallel.to_host(train_state.step))
+        return strategy.place_state(train_state), created.learning_rate, restored[1]
+    train_state = state.with_pretrained(created.state, config)
+    if config.model.init_from:
+        logging.info("initialised from %s", config.model.init_from)
+    return strategy.place_state(strategy.unreplicated(train_state)), created.learning_rate, None
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
+    """Everything before the first step: data, devices, state (resumed or new), steps."""
+    dataset = formats.config_dataset(config)
+    config = resolve_labels(config, dataset)
+    claim_workdir(config, workdir)
+    data = config.data
+    train_source = dataset.split("train")
+    strategy = parallel.create(**config.parallel.to_dict())
+    parallel.check_batch_size(data.batch_size, strategy.mesh)
+    steps_per_epoch = len(train_source) // data.batch_size
+    if steps_per_epoch == 0:
+        raise DataError(f"{train_source.description}: fewer examples than batch size")
+    total_steps = config.train.epochs * steps_per_epoch
+    checkpoints = checkpoint.Checkpoints(workdir / "checkpoints")
+    train_state, learning_rate, meta = _initial_state(
+        config,
+        dataset,
+        strategy,
+        checkpoints,
+        (data.batch_size, data.height, data.width, 3),
+        max(total_steps // config.train.accumulate_steps, 1),
+    )
+    outputs = state.num_outputs(config, dataset.label_space)
+    weights = class_weights.for_config(config, workdir, dataset.label_space, outputs, train_source)
+    num_classes = dataset.label_space.num_classes
+    compiled = steps.compile_steps(config, strategy, num_classes, weights, train_state)
+    train_iter = iter(
+        pipeline.train_dataset(
+            train_source,
+            height=data.height,
+            width=data.width,
+            batch_size=data.batch_size,
+            seed=config.seed,
+            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
+            workers=data.workers,
+            shard=(jax.process_index(), jax.process_count()),
+        )
+    )
+    resumed = meta is not None
+    meta = meta or {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
+    if meta["data_iterator"] is not None:
+        train_iter.set_state(meta["data_iterator"])
+    start_step = int(parallel.to_host(train_state.step))
+    return Loop(
+        config=config,
+        workdir=workdir,
+        dataset=dataset,
+        val_source=dataset.split(data.val_split),
+        strategy=strategy,
+        steps=compiled,
+        state=train_state,
+        learning_rate=learning_rate,
+        checkpoints=checkpoints,
+        train_iter=train_iter,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        start_step=start_step,
+        resumed=resumed,
+        early_stopping=EarlyStopping(config.train.patience, **meta["early_stopping"]),
+        best_mean_iou=meta["best_mean_iou"],
+        log=progress.MetricsLog(workdir / "metrics.jsonl", start_step if resumed else None),
+        bar=progress.Progress(total_steps, start_step, config.experiment),
+        throughput=Throughput(data.batch_size),
+        saved_step=start_step if resumed else -1,
+    )
+
+
+def _log_window(loop: Loop, pending: list, step: int) -> None:
+    """Logs the train records of the steps since the last log."""
+    host = loop.strategy.fetch(pending)
+    loss = float(np.mean([m["loss"] for m in host]))
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"non-finite training loss {loss} at step {step}")
+    steps_done, steps_per_sec = loop.throughput.end_window()
+    batch_size = loop.config.data.batch_size
+    loop.log.write(
+        {
+            "step": step,
+            "epoch": step / loop.steps_per_epoch,
+            "train_loss": loss,
+            "train_grad_norm": float(host[-1]["grad_norm"]),
+            "learning_rate": float(
+                loop.learning_rate((step - 1) // loop.config.train.accumulate_steps)
+            ),
+            "steps_per_sec": steps_per_sec,
+            "images_per_sec": steps_per_sec * batch_size,
+        }
+    )
+    loop.bar.update(steps_done, loss=loss, img_s=steps_per_sec * batch_size)
+
+
+def _end_epoch(loop: Loop, step: int) -> bool:
+    """Validation, the epoch's log record and checkpoint; True when early stopping says so."""
+    epoch = step // loop.steps_per_epoch
+    result = loop.validate()
+    loop.log.write(
+        {
+            "step": step,
+            "epoch": epoch,
+            "val_loss": result["loss"],
+            "val_pixel_accuracy": result["pixel_accuracy"],
+            "val_mean_iou": result["mean_iou"],
+            "val_iou": result["iou"],
+        }
+    )
+    loop.bar.write(
+        f"epoch {epoch}: val loss {result['loss']:.4f} "
+        f"PA {result['pixel_accuracy']:.4f} mIoU {result['mean_iou']:.4f}"
+    )
+    stop = loop.early_stopping.update(result["loss"])
+    is_best = result["mean_iou"] > loop.best_mean_iou
+    loop.best_mean_iou = max(loop.best_mean_iou, result["mean_iou"])
+    loop.save(step, best=is_best)
+    if stop:
+        loop.bar.write(
+            f"early stopping: no lower val loss in {loop.early_stopping.patience} epochs"
+        )
+    return stop
+
+
+def run_steps(loop: Loop, stop_after_steps: int | None = None) -> int | None:
+    """Trains until the last step or early stopping; returns the final step, or None when
+    stopped (checkpointed) after `stop_after_steps` steps of this invocation."""
+    step, pending = loop.start_step, []
+    every = loop.config.train.checkpoint_every_steps
+    while step < loop.total_steps:
+        batch = loop.strategy.place_batch(next(loop.train_iter))
+        loop.state, step_metrics = loop.steps.train(loop.state, batch)
+        step += 1
+        loop.throughput.step()
+        pending.append(step_metrics)
+        end_of_epoch = step % loop.steps_per_epoch == 0
+        if step % loop.config.train.log_every_steps == 0 or end_of_epoch:
+            _log_window(loop, pending, step)
+            pending = []
+        if end_of_epoch:
+            if _end_epoch(loop, step):
+                return step
+        elif every and step % every == 0:
+            loop.save(step)
+        if stop_after_steps is not None and step - loop.start_step >= stop_after_steps:
+            loop.save(step)
+            return None
+    return step
+
+
+def write_report(loop: Loop, host_state: state.TrainState) -> None:
+    """report/: the curves of metrics.jsonl, the first test image's overlay, report.md."""
+    out_dir = loop.workdir / "report"
+    space = loop.dataset.label_space
+    report.plot_curves(progress.read_metrics(loop.workdir / "metrics.jsonl"), out_dir, space)
+    try:
+        test = loop.dataset.split(loop.config.data.test_split, require_labels=False)
+    except DataError as e:
+        logging.info("no overlay: %s", e)
+    else:
+        example = sources.load_example(test[0], space)
+        label = None if test[0].label_path is None else example["label"]
+        prediction = inference.predict_ids(host_state, loop.config, space, example["image"])
+        path = out_dir / f"overlay_{example['name']}.png"
+        report.save_overlay(example["image"], prediction, label, space, path)
+    report.write_report_md(loop.workdir)
+
+
+def finish(loop: Loop, step: int) -> dict:
+    """Results of the best checkpoint: results.json and report/ (process 0)."""
+    template = loop.strategy.checkpoint_state(loop.state)
+    best = loop.checkpoints.restore(state.checkpoint_tree(template), which="best")
+    if best is not None:
+        loop.state = loop.strategy.place_state(template.replace(**best[0]))
+    record = results.record(
+        experiment=loop.config.experiment,
+        split=loop.config.data.val_split,
+        data=loop.config.data.source,
+        label_space=loop.dataset.label_space,
+        metrics=loop.validate(),
+        steps=step,
+        epochs=step / loop.steps_per_epoch,
+        train_images_per_sec=loop.throughput.images_per_sec(),
+    )
+    host_state = loop.strategy.host_state(loop.state)  # Collective: every process takes part.
+    if progress.is_main_process():
+        results.write(loop.workdir / "results.json", record)
+        write_report(loop, host_state)
+    return record
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, *, stop_after_steps: int | None = None
+) -> dict | None:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
+
+    Each epoch ends with a validation pass, a checkpoint (also kept as `best` when the val
+    mIoU improved) and the early-stopping test on the val loss. The results are those of
+    the best checkpoint.
+
+    Args:
+      config: an experiment config (see experiments/).
+      workdir: output folder; re-running with the same folder resumes.
+      stop_after_steps: stop after this many steps of this invocation, checkpointed, as a
+        preempted job would (the next invocation resumes); None trains to the end.
+
+    Returns:
+      The results.json record, or None when stopped early by `stop_after_steps`.
+    """
+    loop = prepare(config, Path(workdir))
+    try:
+        step = run_steps(loop, stop_after_steps)
+        return None if step is None else finish(loop, step)
+    finally:
+        loop.bar.close()
+        loop.checkpoints.close()
