@@ -155,6 +155,14 @@ def test_csv_lists_cli(root, tmp_path):
     assert not (out / "test.csv").exists()
 
 
+def test_label_counts_put_every_id_past_the_classes_last():
+    label = np.array([[0, 1, 1, 3], [4, 26, 255, 2]], np.uint8)
+    counts = stats.label_counts(label, 4)
+    assert counts.dtype == np.int64 and counts.tolist() == [1, 2, 1, 1, 3]
+    # With 19 classes only 26 and 255 are void.
+    assert stats.label_counts(label, 19).tolist() == [1, 2, 1, 1, 1] + [0] * 14 + [2]
+
+
 def test_pixel_counts_equal_bincount(root, tmp_path):
     root, labels = root
     source = sources.open_split(root, "train")

@@ -21,14 +21,18 @@ from jaxseg.data.prepare import write_atomic
 COUNT_NAMES = (*CLASS_NAMES, "unlabeled")
 
 
-def label_counts(label: np.ndarray) -> np.ndarray:
-    """[NUM_CLASSES + 1] int64 pixel counts of one label map; every id >= 26 is void (last).
+def label_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """[num_classes + 1] int64 pixel counts of one label map; every id >= num_classes is void.
+
+    The one place that counts label pixels per class: the counts of several maps add up, and
+    void (255, or IDD's 26 in level-3 evaluation files) is the last entry.
 
     Args:
-      label: [H, W] integer level-3 ids.
+      label: [H, W] non-negative integer ids (train ids or level-3 ids).
+      num_classes: K, the number of classes; ids >= K count as void.
     """
-    ids = np.minimum(label.ravel(), NUM_CLASSES).astype(np.intp)
-    return np.bincount(ids, minlength=NUM_CLASSES + 1).astype(np.int64)
+    ids = np.minimum(np.asarray(label).ravel().astype(np.intp), num_classes)
+    return np.bincount(ids, minlength=num_classes + 1).astype(np.int64)
 
 
 def pixel_counts(source: sources.Source, *, progress: bool = False) -> np.ndarray:
@@ -40,7 +44,7 @@ def pixel_counts(source: sources.Source, *, progress: bool = False) -> np.ndarra
     """
     counts = np.zeros(NUM_CLASSES + 1, np.int64)
     for index in tqdm(range(len(source)), unit="image", file=sys.stderr, disable=not progress):
-        counts += label_counts(sources.load_label(source[index]))
+        counts += label_counts(sources.load_label(source[index]), NUM_CLASSES)
     return counts
 
 
