@@ -1,6 +1,8 @@
-"""The built-in synthetic dataset: IDD layout, determinism, alignment, CLI; and `colorize`."""
+"""The built-in synthetic dataset: IDD layout, determinism, alignment, defaults, CLI; and
+`colorize`."""
 
 import hashlib
+import inspect
 import json
 import subprocess
 import sys
@@ -10,13 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg.classes import NUM_CLASSES, PALETTE, VOID, colorize
+from jaxseg.classes import PALETTE, colorize
 from jaxseg.data import synthetic
+from jaxseg.data.labels import IDD_LEVEL3, VOID
 from jaxseg.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"train": 6, "val": 3, "test": 2, "height": 64, "width": 128, "seed": 1}
 SKY, ROAD = 25, 0
+NUM_CLASSES = IDD_LEVEL3.num_classes
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +149,23 @@ def test_common_draws_only_its_classes_and_differs_from_all():
     assert _example_digest("common") == _example_digest(None)
 
 
+def test_defaults_have_one_source():
+    assert dict(synthetic.DEFAULT_PARAMS) == {
+        "train": 200, "val": 40, "test": 10, "height": 256, "width": 512, "seed": 0,
+        "classes": "common",
+    }  # fmt: skip
+    with pytest.raises(TypeError):
+        synthetic.DEFAULT_PARAMS["train"] = 1  # type: ignore[index]
+    signature = inspect.signature(synthetic.generate).parameters
+    assert {key: signature[key].default for key in synthetic.DEFAULT_PARAMS} == dict(
+        synthetic.DEFAULT_PARAMS
+    )
+    assert signature["workers"].default == synthetic.DEFAULT_WORKERS
+    for function in (synthetic.example, synthetic.render):
+        assert inspect.signature(function).parameters["classes"].default == "common"
+    assert synthetic.validate({}) == dict(synthetic.DEFAULT_PARAMS)
+
+
 def test_generate_all_classes(tmp_path):
     params = {**TINY, "train": 3, "val": 1, "test": 0, "classes": "all"}
     root = synthetic.generate(tmp_path / "all", **params)
@@ -206,6 +227,9 @@ def test_ensure_synthetic_caches_by_parameters(tmp_path, monkeypatch):
     assert (root / synthetic.MANIFEST).stat().st_mtime_ns == before
     assert synthetic.cache_path({**params, "seed": 5}) != root
     assert synthetic.cache_path({**params, "classes": "all"}) != root
+    # The key of the default parameters: existing caches stay valid until GENERATOR_VERSION
+    # changes.
+    assert synthetic.cache_path().name == "synthetic-290e774d91d4"
 
 
 def test_default_cache_dir_without_env(monkeypatch):
