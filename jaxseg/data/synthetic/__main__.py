@@ -1,15 +1,16 @@
-"""`python -m jaxseg.data.synthetic --out DIR [--train N ... --classes common|all]`."""
+"""`python -m jaxseg.data.synthetic --out DIR [--train N ... --layout idd|cityscapes]`."""
 
 import time
 
 from jaxseg import cli
 from jaxseg.data.synthetic.class_sets import CLASS_SETS
+from jaxseg.data.synthetic.file_layout import FILE_LAYOUTS
 from jaxseg.data.synthetic.params import DEFAULT_PARAMS, DEFAULT_WORKERS
 from jaxseg.data.synthetic.writer import generate
 
 # The valid names of the string parameters, for the help. Not argparse `choices`: a bad name
 # is a one-line error from `generate`, like other bad values.
-_NAMES = {"classes": CLASS_SETS}
+_NAMES = {"classes": CLASS_SETS, "layout": FILE_LAYOUTS}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{root}: {params['train']} train, {params['val']} val, {params['test']} test images, "
         f"{params['height']}x{params['width']}, seed {params['seed']}, "
-        f"{params['classes']} classes, {seconds:.1f} s"
+        f"{params['classes']} classes, {params['layout']} layout, {seconds:.1f} s"
     )
 
 

@@ -23,6 +23,7 @@ class SyntheticParams:
     width: int = 512
     seed: int = 0  # Example i of a split depends only on (seed, split, i).
     classes: str = "common"  # A name in `CLASS_SETS`: the classes the scenes contain.
+    layout: str = "idd"  # A name in `FILE_LAYOUTS`: IDD's or Cityscapes' files and ids.
 
 
 DEFAULTS = SyntheticParams()

@@ -18,7 +18,7 @@ from PIL import Image
 
 from jaxseg.data.stats import label_counts
 from jaxseg.data.synthetic.class_sets import class_style
-from jaxseg.data.synthetic.file_layout import IDD
+from jaxseg.data.synthetic.file_layout import FileLayout, file_layout
 from jaxseg.data.synthetic.params import DEFAULT_PARAMS, DEFAULT_WORKERS, DEFAULTS, SPLITS
 from jaxseg.data.synthetic.render import example
 from jaxseg.errors import ConfigError, DataError
@@ -38,6 +38,9 @@ _LIMITS = {
 def validate(params: Mapping[str, object]) -> dict:
     """The parameters with defaults filled in, as manifests and cache keys record them.
 
+    `layout` is left out when it is the default ("idd"): datasets and caches written before
+    the parameter existed keep their manifest and cache key.
+
     Raises:
       ConfigError: an unknown parameter or a bad value (names it).
     """
@@ -48,13 +51,17 @@ def validate(params: Mapping[str, object]) -> dict:
         )
     params = {**DEFAULT_PARAMS, **params}
     class_style(params["classes"])  # ConfigError for an unknown name.
+    file_layout(params["layout"])
     for key, (low, high) in _LIMITS.items():
         value = params[key]
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise ConfigError(f"synthetic: {key} must be an integer, got {value!r}")
         if not low <= value <= high:
             raise ConfigError(f"synthetic: {key} must be in [{low}, {high}], got {value}")
-    return {key: int(params[key]) for key in _LIMITS} | {"classes": params["classes"]}
+    valid = {key: int(params[key]) for key in _LIMITS} | {"classes": params["classes"]}
+    if params["layout"] != DEFAULTS.layout:
+        valid["layout"] = params["layout"]
+    return valid
 
 
 def read_manifest(root: str | Path) -> dict | None:
@@ -87,6 +94,10 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
+def _layout_of(params: dict) -> FileLayout:
+    return file_layout(params.get("layout", DEFAULTS.layout))  # `validate` omits the default.
+
+
 def _write_example(task: tuple) -> np.ndarray:
     """Renders and writes one example; returns its pixel counts (the classes, then void).
 
@@ -95,7 +106,7 @@ def _write_example(task: tuple) -> np.ndarray:
         worker processes can run it.
     """
     root, split, index, params = task
-    layout = IDD
+    layout = _layout_of(params)
     image, label = example(
         params["seed"], split, index, params["height"], params["width"], params["classes"]
     )
@@ -109,7 +120,7 @@ def _write_example(task: tuple) -> np.ndarray:
 
 def _render_all(root: Path, params: dict, workers: int) -> dict[str, list[int]]:
     """Writes every example; returns each split's pixel counts."""
-    layout = IDD
+    layout = _layout_of(params)
     tasks = []
     for split in SPLITS:
         for index in range(params[split]):
@@ -136,7 +147,7 @@ def _write_dataset(root: Path, params: dict, workers: int) -> None:
         "generator": GENERATOR,
         "version": GENERATOR_VERSION,
         "params": params,
-        "layout": IDD.description,
+        "layout": _layout_of(params).description,
         # Per split: the label space's classes, then void; what class weights are computed from.
         "pixel_counts": pixel_counts,
     }
@@ -177,9 +188,10 @@ def generate(
     width: int = DEFAULTS.width,
     seed: int = DEFAULTS.seed,
     classes: str = DEFAULTS.classes,
+    layout: str = DEFAULTS.layout,
     workers: int = DEFAULT_WORKERS,
 ) -> Path:
-    """Writes a synthetic dataset in IDD's layout; every split has labels.
+    """Writes a synthetic dataset in IDD's or Cityscapes' layout; every split has labels.
 
     The manifest `synthetic.json` holds the parameters and per-split pixel counts. A complete
     dataset with the same parameters is left as it is.
@@ -191,6 +203,8 @@ def generate(
       seed: the dataset's seed; example i of a split depends only on (seed, split, i).
       classes: a name in `CLASS_SETS`: the classes the scenes contain ("common": the large,
         learnable ones; "all": every level-3 class).
+      layout: a name in `FILE_LAYOUTS`: "idd" (JPEG images, level-3 ids) or "cityscapes"
+        (PNG images, Cityscapes labelIds) of the same scenes.
       workers: processes that render in parallel; the output does not depend on it.
 
     Returns:
@@ -202,7 +216,7 @@ def generate(
     """
     params = validate(
         {"train": train, "val": val, "test": test, "height": height, "width": width}
-        | {"seed": seed, "classes": classes}
+        | {"seed": seed, "classes": classes, "layout": layout}
     )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"synthetic: workers must be a positive integer, got {workers!r}")
