@@ -102,8 +102,8 @@ def _write_example(task: tuple) -> np.ndarray:
     """Renders and writes one example; returns its pixel counts (the classes, then void).
 
     Args:
-      task: (root, split, index, params); a top-level function of plain values, so that
-        worker processes can run it.
+      task: (root, split, index, validated params): plain values, which spawned worker
+        processes receive pickled.
     """
     root, split, index, params = task
     layout = _layout_of(params)
