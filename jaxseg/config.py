@@ -17,6 +17,7 @@ from types import ModuleType
 
 import ml_collections
 
+from jaxseg.data import synthetic
 from jaxseg.errors import ConfigError
 
 EXPERIMENTS_PACKAGE = "experiments"
@@ -93,9 +94,7 @@ def defaults() -> ml_collections.ConfigDict:
         shard_params=False,  # Sharding mode: shard the state FSDP-style.
     )
     # The built-in synthetic dataset, generated when data.source is "synthetic".
-    config.synthetic = _section(
-        train=200, val=40, test=10, height=256, width=512, seed=0, classes="common"
-    )
+    config.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULT_PARAMS))
     # Overrides applied when the data is synthetic, so a run fits a 2-core CPU.
     config.profiles = _section(synthetic=ml_collections.ConfigDict())
     return config

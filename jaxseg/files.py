@@ -23,7 +23,8 @@ def write_atomic(data: bytes, path: str | Path) -> None:
 
 def cache_dir() -> Path:
     """`$JAXSEG_CACHE`, else `~/.cache/jaxseg`."""
-    return Path(os.environ.get("JAXSEG_CACHE") or Path.home() / ".cache" / "jaxseg")
+    cache = os.environ.get("JAXSEG_CACHE")
+    return Path(cache).expanduser() if cache else Path.home() / ".cache" / "jaxseg"
 
 
 def weights_dir(arch: str) -> Path:

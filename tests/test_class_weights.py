@@ -12,8 +12,7 @@ from jaxseg.class_weights import (
     class_weights,
     load_counts,
 )
-from jaxseg.data.labels import IDD_LEVEL1, IDD_LEVEL3
-from jaxseg.data.stats import label_counts
+from jaxseg.data.labels import IDD_LEVEL1, IDD_LEVEL3, label_counts
 from jaxseg.errors import ConfigError, DataError
 
 ROAD, SIDEWALK, TRAFFIC_LIGHT, SKY, VOID_ENTRY = 0, 2, 19, 25, 26

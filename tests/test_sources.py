@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from jaxseg.data import csv_lists, formats, sources, stats
-from jaxseg.data.labels import CITYSCAPES, IDD_LEVEL1, IDD_LEVEL2, IDD_LEVEL3
+from jaxseg.data.labels import CITYSCAPES, IDD_LEVEL1, IDD_LEVEL2, IDD_LEVEL3, label_counts
 from jaxseg.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,6 +154,14 @@ def test_csv_lists_cli(root, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["train.csv:", "2", "pairs,", "val.csv:", "3", "pairs"]
     assert not (out / "test.csv").exists()
+
+
+def test_label_counts_put_every_id_past_the_classes_last():
+    label = np.array([[0, 1, 1, 3], [4, 26, 255, 2]], np.uint8)
+    counts = label_counts(label, 4)
+    assert counts.dtype == np.int64 and counts.tolist() == [1, 2, 1, 1, 3]
+    # With 19 classes only 26 and 255 are void.
+    assert label_counts(label, 19).tolist() == [1, 2, 1, 1, 1] + [0] * 14 + [2]
 
 
 def test_pixel_counts_equal_bincount(root, tmp_path):

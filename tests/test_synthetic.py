@@ -1,7 +1,10 @@
-"""The built-in synthetic dataset: IDD layout, determinism, alignment, CLI; and `colorize`."""
+"""The built-in synthetic dataset: IDD and Cityscapes layouts, determinism, alignment, defaults,
+CLI."""
 
 import hashlib
+import inspect
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg.classes import NUM_CLASSES, PALETTE, VOID, colorize
 from jaxseg.data import synthetic
+from jaxseg.data.labels import CITYSCAPES, IDD_LEVEL3, VOID, label_counts
 from jaxseg.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"train": 6, "val": 3, "test": 2, "height": 64, "width": 128, "seed": 1}
 SKY, ROAD = 25, 0
+NUM_CLASSES = IDD_LEVEL3.num_classes
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +35,21 @@ def _labels(root: Path) -> dict[str, bytes]:
     }
 
 
-def _pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
-    images = sorted((root / "leftImg8bit" / split).rglob("*_leftImg8bit.jpg"))
+# Per layout: the suffixes of image and label file names.
+SUFFIXES = {
+    "idd": ("_leftImg8bit.jpg", "_gtFine_labellevel3Ids.png"),
+    "cityscapes": ("_leftImg8bit.png", "_gtFine_labelIds.png"),
+}
+
+
+def _pairs(root: Path, split: str, layout: str = "idd") -> list[tuple[Path, Path]]:
+    image_suffix, label_suffix = SUFFIXES[layout]
+    images = sorted((root / "leftImg8bit" / split).rglob(f"*{image_suffix}"))
     pairs = []
     for image in images:
-        stem = image.name.removesuffix("_leftImg8bit.jpg")
-        sequence = image.parent.name
-        pairs.append(
-            (image, root / "gtFine" / split / sequence / f"{stem}_gtFine_labellevel3Ids.png")
-        )
+        stem = image.name.removesuffix(image_suffix)
+        folder = image.parent.name
+        pairs.append((image, root / "gtFine" / split / folder / f"{stem}{label_suffix}"))
     return pairs
 
 
@@ -60,7 +70,8 @@ def test_files_follow_the_idd_layout(dataset):
     files = {p for p in dataset.rglob("*") if p.is_file()}
     assert len(files) == 2 * len(names) + 1
     manifest = json.loads((dataset / synthetic.MANIFEST).read_text())
-    assert manifest["params"] == {**TINY, "classes": "common"}  # The default class set.
+    # The default class set; the default layout is left out, as before layouts existed.
+    assert manifest["params"] == {**TINY, "classes": "common"}
 
 
 def test_labels_are_level3_ids_with_void(dataset):
@@ -145,6 +156,25 @@ def test_common_draws_only_its_classes_and_differs_from_all():
     assert _example_digest("common") == _example_digest(None)
 
 
+def test_defaults_have_one_source():
+    assert dict(synthetic.DEFAULT_PARAMS) == {
+        "train": 200, "val": 40, "test": 10, "height": 256, "width": 512, "seed": 0,
+        "classes": "common", "layout": "idd",
+    }  # fmt: skip
+    with pytest.raises(TypeError):
+        synthetic.DEFAULT_PARAMS["train"] = 1  # type: ignore[index]
+    signature = inspect.signature(synthetic.generate).parameters
+    assert {key: signature[key].default for key in synthetic.DEFAULT_PARAMS} == dict(
+        synthetic.DEFAULT_PARAMS
+    )
+    assert signature["workers"].default == synthetic.DEFAULT_WORKERS
+    for function in (synthetic.example, synthetic.render):
+        assert inspect.signature(function).parameters["classes"].default == "common"
+    assert synthetic.validate({}) == {
+        key: value for key, value in synthetic.DEFAULT_PARAMS.items() if key != "layout"
+    }
+
+
 def test_generate_all_classes(tmp_path):
     params = {**TINY, "train": 3, "val": 1, "test": 0, "classes": "all"}
     root = synthetic.generate(tmp_path / "all", **params)
@@ -189,6 +219,9 @@ def test_refuses_foreign_folders_and_bad_parameters(tmp_path):
             synthetic.generate(tmp_path / "new", **{**TINY, "classes": bad})
     with pytest.raises(ConfigError, match="valid: all, common"):
         synthetic.ensure_synthetic({"classes": "Common"})
+    for bad in ("IDD", "", None):
+        with pytest.raises(ConfigError, match="layout"):
+            synthetic.generate(tmp_path / "new", **{**TINY, "layout": bad})
     assert not (tmp_path / "new").exists()
 
 
@@ -206,6 +239,71 @@ def test_ensure_synthetic_caches_by_parameters(tmp_path, monkeypatch):
     assert (root / synthetic.MANIFEST).stat().st_mtime_ns == before
     assert synthetic.cache_path({**params, "seed": 5}) != root
     assert synthetic.cache_path({**params, "classes": "all"}) != root
+    # The default layout keeps the cache key it had before layouts existed; another changes it.
+    assert synthetic.cache_path({**params, "layout": "idd"}) == root
+    assert synthetic.cache_path({**params, "layout": "cityscapes"}) != root
+    # The key of the default parameters, the same as before `layout` existed: existing caches
+    # stay valid until GENERATOR_VERSION changes.
+    assert synthetic.cache_path().name == "synthetic-290e774d91d4"
+
+
+CITYSCAPES_NAME = re.compile(r"synthcity_(\d{6})_(\d{6})_leftImg8bit\.png")
+
+
+@pytest.fixture(scope="module")
+def cityscapes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic") / "cityscapes"
+    return synthetic.generate(root, **TINY, layout="cityscapes")
+
+
+def test_cityscapes_layout_file_names(cityscapes):
+    names = set()
+    for split in synthetic.SPLITS:
+        pairs = _pairs(cityscapes, split, "cityscapes")
+        assert len(pairs) == TINY[split]
+        for image_path, label_path in pairs:
+            assert image_path.parent.name == "synthcity"
+            assert CITYSCAPES_NAME.fullmatch(image_path.name), image_path.name
+            assert label_path.is_file(), label_path
+            with Image.open(image_path) as image, Image.open(label_path) as label:
+                assert image.format == label.format == "PNG"
+                assert image.mode == "RGB" and label.mode == "L"
+                assert image.size == label.size == (TINY["width"], TINY["height"])
+            names.add(image_path.name)
+    assert len(names) == TINY["train"] + TINY["val"] + TINY["test"]  # Unique across splits.
+    files = {p for p in cityscapes.rglob("*") if p.is_file()}
+    assert len(files) == 2 * len(names) + 1  # The pairs and the manifest.
+    params = synthetic.read_manifest(cityscapes)["params"]
+    assert params == {**TINY, "classes": "common", "layout": "cityscapes"}
+
+
+def test_cityscapes_table_maps_every_drawn_id_to_a_label_id():
+    table = synthetic.CITYSCAPES_LABEL_IDS
+    assert set(table) == set(range(NUM_CLASSES)) | {VOID}
+    assert set(table.values()) <= set(range(34))  # Cityscapes' labelIds.
+    assert table[VOID] == 0 and table[ROAD] == 7 and table[SKY] == 23
+    assert table[13] == table[2] == 8  # Curbs are sidewalk in Cityscapes.
+
+
+def test_cityscapes_labels_are_the_mapped_idd_labels(cityscapes, dataset):
+    """The same scenes as the IDD layout's: its labels mapped, its images before JPEG."""
+    lut = np.zeros(256, np.uint8)
+    lut[list(synthetic.CITYSCAPES_LABEL_IDS)] = list(synthetic.CITYSCAPES_LABEL_IDS.values())
+    counts = {}
+    for split in synthetic.SPLITS:
+        counts[split] = np.zeros(CITYSCAPES.num_classes + 1, np.int64)
+        pairs = zip(_pairs(cityscapes, split, "cityscapes"), _pairs(dataset, split), strict=True)
+        for index, ((image_path, label_path), (_, idd_label_path)) in enumerate(pairs):
+            label = np.asarray(Image.open(label_path))
+            assert set(np.unique(label).tolist()) <= set(synthetic.CITYSCAPES_LABEL_IDS.values())
+            train_ids = CITYSCAPES.train_ids(label, str(label_path))  # Only valid labelIds.
+            np.testing.assert_array_equal(label, lut[np.asarray(Image.open(idd_label_path))])
+            image, _ = synthetic.example(TINY["seed"], split, index, TINY["height"], TINY["width"])
+            np.testing.assert_array_equal(np.asarray(Image.open(image_path)), image)
+            counts[split] += label_counts(train_ids, CITYSCAPES.num_classes)
+    # The manifest counts Cityscapes' evaluated classes, then void.
+    manifest = synthetic.read_manifest(cityscapes)
+    assert manifest["pixel_counts"] == {split: c.tolist() for split, c in counts.items()}
 
 
 def test_default_cache_dir_without_env(monkeypatch):
@@ -262,21 +360,24 @@ def test_cli_classes(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_cli_layout(tmp_path):
+    out = tmp_path / "cli"
+    args = ("--train", "1", "--val", "0", "--test", "0", "--height", "32", "--width", "64")
+    result = _cli("--out", str(out), *args, "--layout", "cityscapes")
+    assert result.returncode == 0, result.stderr
+    assert "cityscapes layout" in result.stdout
+    assert synthetic.read_manifest(out)["params"]["layout"] == "cityscapes"
+    assert len(_pairs(out, "train", "cityscapes")) == 1
+    result = _cli("--out", str(tmp_path / "bad"), *args, "--layout", "kitti")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "valid: idd, cityscapes" in lines[0], result.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_rejects_a_foreign_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     result = _cli("--out", str(tmp_path), "--train", "1", "--height", "32", "--width", "64")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_colorize_uses_the_idd_palette():
-    assert len(PALETTE) == NUM_CLASSES
-    assert len(set(PALETTE)) == NUM_CLASSES
-    label = np.array([[*range(NUM_CLASSES), 26, VOID]], np.uint8)
-    rgb = colorize(label)
-    assert rgb.shape == (1, NUM_CLASSES + 2, 3) and rgb.dtype == np.uint8
-    np.testing.assert_array_equal(rgb[0, :NUM_CLASSES], np.array(PALETTE, np.uint8))
-    np.testing.assert_array_equal(rgb[0, NUM_CLASSES:], 0)
-    assert tuple(colorize(np.array([[0]]))[0, 0]) == (128, 64, 128)  # IDD's road purple.
-    assert tuple(colorize(np.array([[25]]))[0, 0]) == (70, 130, 180)  # IDD's sky blue.

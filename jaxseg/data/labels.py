@@ -314,6 +314,18 @@ LABEL_SPACES: dict[str, LabelSpace] = {
 }
 
 
+def label_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
+    """[num_classes + 1] int64 pixel counts of label maps; every id >= num_classes (void)
+    is counted in the last entry. Counts add across images.
+
+    Args:
+      label: [...] integer train ids.
+      num_classes: K, the classes of the label space.
+    """
+    ids = np.minimum(np.asarray(label).ravel(), num_classes).astype(np.intp)
+    return np.bincount(ids, minlength=num_classes + 1).astype(np.int64)
+
+
 def get_label_space(name: str) -> LabelSpace:
     """The registered label space `name`; raises ConfigError with the valid names."""
     if name not in LABEL_SPACES:

@@ -15,19 +15,8 @@ from tqdm import tqdm
 
 from jaxseg import cli
 from jaxseg.data import formats, sources
+from jaxseg.data.labels import label_counts
 from jaxseg.files import write_atomic
-
-
-def label_counts(label: np.ndarray, num_classes: int) -> np.ndarray:
-    """[num_classes + 1] int64 pixel counts of label maps; every id >= num_classes (void)
-    is counted in the last entry. Counts add across images.
-
-    Args:
-      label: [...] integer train ids.
-      num_classes: K, the classes of the label space.
-    """
-    ids = np.minimum(np.asarray(label).ravel(), num_classes).astype(np.intp)
-    return np.bincount(ids, minlength=num_classes + 1).astype(np.int64)
 
 
 def pixel_counts(source: sources.Source, *, progress: bool = False) -> np.ndarray:
