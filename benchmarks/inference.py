@@ -4,7 +4,7 @@
         [--dtype fp32|bf16]
 
 The defaults are full resolution: IDD's 1080x1920 frames padded to 1088 rows, as the
-seed's loader did (FCN needs multiples of 32). Same weights, batch and timing as
+study's loader did (FCN needs multiples of 32). Same weights, batch and timing as
 ``benchmarks.train_step``: jaxseg's jitted ``model.apply(train=False)`` against torch
 eager under ``torch.inference_mode`` (and ``torch.compile`` on a GPU). The table's
 "loss / max abs Δ" column holds each output's largest absolute difference from torch

@@ -99,7 +99,7 @@ def single_batches(paths: list[str]):
 
 def grain_batches(paths: list[str], workers: int):
     """Batches of `load` over the paths by grain with `workers` processes."""
-    # grain's worker processes read absl flags (SPEC 8).
+    # grain's worker processes read absl flags (docs/parity.md, environment notes).
     flags.FLAGS.mark_as_parsed()
     return (
         grain.MapDataset.source(paths)

@@ -25,7 +25,7 @@ NUM_CLASSES = LABEL_SPACE.num_classes
 LEARNING_RATE = 1e-4
 AUX_WEIGHT = 0.5  # The transfer experiment's.
 TORCH_CLASSES = {"fcn": "FCN", "custom": "RRCNNFCN", "unet": "UNet"}
-# Each model as its experiment trains it, except the RRCNN at the full depth of 5 (the seed
+# Each model as its experiment trains it, except the RRCNN at the full depth of 5 (the study
 # cut it to 2 to fit 11 GB); DeepLabV3 is the transfer experiment: frozen backbone.
 DEFAULT_OPTIONS = {
     "fcn": {},

@@ -1,8 +1,8 @@
-"""The seed's baseline: FCN encoder-decoder, Adam, early stopping on validation loss.
+"""The study's baseline: FCN encoder-decoder, Adam, early stopping on validation loss.
 
 Command: python -m jaxseg.train --experiment baseline [--data /path/to/idd20kII]
 Synthetic data on a 2-core CPU: about 2 minutes (8 epochs); val PA .655, mIoU .250.
-On IDD Part II the seed reports PA .7944, mIoU .3371 (SPEC 2).
+On IDD Part II the study reports PA .7944, mIoU .3371 (docs/study.md).
 """
 
 import ml_collections

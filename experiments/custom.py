@@ -1,10 +1,10 @@
-"""The seed's "Custom" model: RRCNN-block encoder with max-pooling and the FCN decoder.
+"""The study's "Custom" model: RRCNN-block encoder with max-pooling and the FCN decoder.
 
-The seed removed 3 of 5 encoder layers and trained on 256x256 crops with batch 1 to fit
+The study removed 3 of 5 encoder layers and trained on 256x256 crops with batch 1 to fit
 11 GB; `model.options.depth=5` gives the full-depth comparison.
 Command: python -m jaxseg.train --experiment custom [--data /path/to/idd20kII]
 Synthetic data on a 2-core CPU: about 2 minutes; val PA .547, mIoU .170.
-On IDD Part II the seed reports PA .3696, mIoU .0976 (SPEC 2).
+On IDD Part II the study reports PA .3696, mIoU .0976 (docs/study.md).
 """
 
 import ml_collections

@@ -1,8 +1,8 @@
-"""The seed's baseline plus horizontal mirror augmentation.
+"""The study's baseline plus horizontal mirror augmentation.
 
 Command: python -m jaxseg.train --experiment flip [--data /path/to/idd20kII]
 Synthetic data on a 2-core CPU: about 2 minutes; val PA .654, mIoU .250.
-On IDD Part II the seed reports PA .7546, mIoU .2532 (SPEC 2).
+On IDD Part II the study reports PA .7546, mIoU .2532 (docs/study.md).
 """
 
 import ml_collections

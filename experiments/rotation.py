@@ -1,9 +1,9 @@
-"""The seed's baseline with training images rotated by 1 degree.
+"""The study's baseline with training images rotated by 1 degree.
 
 Labels are rotated with nearest sampling; pixels the rotation uncovers are void.
 Command: python -m jaxseg.train --experiment rotation [--data /path/to/idd20kII]
 Synthetic data on a 2-core CPU: about 2 minutes; val PA .640, mIoU .241.
-On IDD Part II the seed reports PA .8041, mIoU .3533 (SPEC 2).
+On IDD Part II the study reports PA .8041, mIoU .3533 (docs/study.md).
 """
 
 import ml_collections

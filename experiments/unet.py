@@ -1,8 +1,8 @@
-"""U-Net at 720x1280, batch 1, 20 epochs, as the seed ran it on an 11 GB GPU.
+"""U-Net at 720x1280, batch 1, 20 epochs, as the study ran it on an 11 GB GPU.
 
 Command: python -m jaxseg.train --experiment unet [--data /path/to/idd20kII]
 Synthetic data on a 2-core CPU: about 8 minutes (128x256 inputs, base width 16, 22 epochs).
-Expected: synthetic val mIoU >= 0.5; on IDD Part II the seed reports PA .7486, mIoU .2577.
+Expected: synthetic val mIoU >= 0.5; on IDD Part II the study reports PA .7486, mIoU .2577.
 """
 
 import ml_collections
@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.batch_size = 1
     config.data.eval_batch_size = 1
     config.train.epochs = 20
-    config.train.patience = 0  # The seed ran a fixed 20 epochs.
+    config.train.patience = 0  # The study ran a fixed 20 epochs.
     config.profiles.synthetic.model = {"options": {"base_width": 16}}
     config.profiles.synthetic.train.epochs = 22
     return config

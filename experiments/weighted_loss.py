@@ -1,10 +1,10 @@
-"""The seed's baseline with class-weighted cross-entropy, w_c = 1 - n_c / sum(n).
+"""The study's baseline with class-weighted cross-entropy, w_c = 1 - n_c / sum(n).
 
-On IDD the weights come from the seed's pixel counts (SPEC 2); on synthetic data from the
+On IDD the weights come from the study's pixel counts (docs/study.md); on synthetic data from the
 training split's own counts.
 Command: python -m jaxseg.train --experiment weighted_loss [--data /path/to/idd20kII]
 Synthetic data on a 2-core CPU: about 2 minutes; val PA .638, mIoU .241.
-On IDD Part II the seed reports PA .7991, mIoU .3444 (SPEC 2).
+On IDD Part II the study reports PA .7991, mIoU .3444 (docs/study.md).
 """
 
 import ml_collections

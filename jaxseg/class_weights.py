@@ -8,7 +8,7 @@ them, void included, as the study did.
 Schemes (p_c = n_c / sum(n) over the counts used, K = number of outputs):
 
 - ``none``: no weights (uniform loss).
-- ``seed``: the seed's ``w_c = 1 - p_c``, unnormalised, as published.
+- ``seed``: the study's ``w_c = 1 - p_c``, unnormalised, as published (docs/study.md).
 - ``inverse_frequency``: ``w_c = 1 / (K p_c)``, i.e. scikit-learn's "balanced" weights:
   1 for every class when all are equally frequent.
 - ``median_frequency``: median frequency balancing (Eigen & Fergus 2015),

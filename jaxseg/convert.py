@@ -1,4 +1,4 @@
-"""Convert torchvision ResNet / DeepLabV3 checkpoints to Flax variables (SPEC 6).
+"""Convert torchvision ResNet / DeepLabV3 checkpoints to Flax variables.
 
     python -m jaxseg.convert --arch deeplabv3_resnet101 \\
         --torch ~/.cache/torch/hub/checkpoints/deeplabv3_resnet101_coco-586e9e4e.pth --out DIR

@@ -21,7 +21,7 @@ def resize(example: dict, height: int, width: int) -> dict:
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
-    """[H,W,3] uint8 RGB -> float32 normalised with ImageNet mean/std (as the seed did)."""
+    """[H,W,3] uint8 RGB -> float32 normalised with ImageNet mean/std (as the study did)."""
     return (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
