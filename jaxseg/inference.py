@@ -36,7 +36,7 @@ def predict_ids(
         config.data.height,
         config.data.width,
     )["image"]
-    logits = _jitted_logits(train_state, transforms.normalize(resized)[None], image.shape[:2])
+    logits = _jitted_logits(train_state, resized[None], image.shape[:2])
     ids = np.asarray(jnp.argmax(logits[0], axis=-1))
     return np.where(ids >= label_space.num_classes, VOID, ids).astype(np.uint8)
 

@@ -2,8 +2,9 @@
 
 Each step is a pure function of (state, batch) with its static settings bound by
 `functools.partial` (`bind`), compiled once by `jaxseg.parallel` (jit or pmap). Batches
-follow one contract: {"image": float32 [B, H, W, 3], "label": int32 [B, H, W]} with train
-ids and 255 = void; evaluation adds "mask" [B] bool (False for padding examples).
+follow one contract: {"image": uint8 [B, H, W, 3], "label": int32 [B, H, W]} with train
+ids and 255 = void; evaluation adds "mask" [B] bool (False for padding examples). Images are
+normalised on the device (`model_input`).
 """
 
 import dataclasses
@@ -16,11 +17,22 @@ import ml_collections
 import optax
 
 from jaxseg import losses, metrics, parallel
+from jaxseg.data import transforms
 from jaxseg.state import TrainState
 
 # (outputs, labels, mask=None) -> (loss sum, weight sum): both add over batches, and
 # loss = sum / weight.
 LossTerms = Callable[..., tuple[jax.Array, jax.Array]]
+
+
+def model_input(images: jax.Array) -> jax.Array:
+    """uint8 RGB images [B, H, W, 3] -> float32 normalised with ImageNet's mean and std, as
+    the study did; float images are taken as normalised already."""
+    if images.dtype != jnp.uint8:
+        return images
+    mean = jnp.asarray(transforms.IMAGENET_MEAN)
+    std = jnp.asarray(transforms.IMAGENET_STD)
+    return (images.astype(jnp.float32) / 255.0 - mean) / std
 
 
 def split_outputs(outputs) -> dict:
@@ -82,7 +94,7 @@ def train_step(
     def loss_of(params):
         outputs, updates = state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats},
-            batch["image"],
+            model_input(batch["image"]),
             train=True,
             mutable=["batch_stats"],
             rngs={"dropout": dropout_rng},
@@ -99,7 +111,9 @@ def train_step(
 def predict_logits(state: TrainState, images: jax.Array, size: tuple[int, int]) -> jax.Array:
     """Eval-mode logits [B, *size, K] float32, bilinearly resized to `size` if needed."""
     outputs = state.apply_fn(
-        {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+        {"params": state.params, "batch_stats": state.batch_stats},
+        model_input(images),
+        train=False,
     )
     logits = split_outputs(outputs)["out"].astype(jnp.float32)
     if logits.shape[1:3] != tuple(size):

@@ -162,7 +162,7 @@ class Loop:
 
 
 def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_updates):
-    """(placed state, learning rate, checkpoint meta or None): the workdir's latest
+    """(unreplicated state, learning rate, checkpoint meta or None): the workdir's latest
     checkpoint, else `model.init_from`, else a fresh initialisation. Checkpoints hold the
     unreplicated state, restored onto this run's devices."""
     created = state.create(
@@ -177,11 +177,11 @@ def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_up
     if restored is not None:
         train_state = template.replace(**restored[0])
         logging.info("resuming from step %d", parallel.to_host(train_state.step))
-        return strategy.place_state(train_state), created.learning_rate, restored[1]
+        return train_state, created.learning_rate, restored[1]
     train_state = state.with_pretrained(created.state, config)
     if config.model.init_from:
         logging.info("initialised from %s", config.model.init_from)
-    return strategy.place_state(strategy.unreplicated(train_state)), created.learning_rate, None
+    return strategy.unreplicated(train_state), created.learning_rate, None
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
@@ -206,6 +206,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
         (data.batch_size, data.height, data.width, 3),
         max(total_steps // config.train.accumulate_steps, 1),
     )
+    start_step = int(parallel.to_host(train_state.step))
+    train_state = strategy.place_state(train_state)
     outputs = state.num_outputs(config, dataset.label_space)
     weights = class_weights.for_config(config, workdir, dataset.label_space, outputs, train_source)
     num_classes = dataset.label_space.num_classes
@@ -226,7 +228,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     meta = meta or {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
     if meta["data_iterator"] is not None:
         train_iter.set_state(meta["data_iterator"])
-    start_step = int(parallel.to_host(train_state.step))
     return Loop(
         config=config,
         workdir=workdir,

@@ -25,14 +25,10 @@ def normalize(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 
 
-def denormalize(image: np.ndarray) -> np.ndarray:
-    """Inverse of `normalize`, back to [H,W,3] uint8 for overlays."""
-    return np.clip((image * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 def to_model_input(example: dict) -> dict:
-    """Final step: the batch contract {"image": float32 [H,W,3], "label": int32 [H,W]}."""
-    return {
-        "image": normalize(example["image"]),
-        "label": example["label"].astype(np.int32),
-    }
+    """Final step: the batch contract {"image": uint8 [H,W,3], "label": int32 [H,W]}.
+
+    Images stay uint8 (a quarter of float32's bytes to copy to the device); the compiled
+    steps normalise them there (`jaxseg.steps.model_input`).
+    """
+    return {"image": example["image"], "label": example["label"].astype(np.int32)}
