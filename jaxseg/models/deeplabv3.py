@@ -1,4 +1,4 @@
-"""DeepLabV3 as torchvision's ``deeplabv3_resnet{50,101}`` (SPEC 5).
+"""DeepLabV3 as torchvision's ``deeplabv3_resnet{50,101}``.
 
 Submodule names follow torchvision's state-dict keys with numeric indices joined by ``_``
 (``classifier.0.convs.1.0.weight`` -> ``params["classifier_0"]["convs_1_0"]["kernel"]``), so the

@@ -1,4 +1,4 @@
-"""The FCN encoder-decoder baseline of the seed report (SPEC 5)."""
+"""The FCN encoder-decoder baseline of the seed report."""
 
 from typing import Any
 
@@ -102,7 +102,7 @@ def fcn_decoder(
 class FCN(nn.Module):
     """FCN baseline: 5 x [Conv s2 -> ReLU -> BN], 5 x [ConvT s2 -> ReLU -> BN], 1x1 classifier.
 
-    Encoder 3->32->64->128->256->512, decoder 512->512->256->128->64->32 (SPEC 5). Submodules
+    Encoder 3->32->64->128->256->512, decoder 512->512->256->128->64->32. Submodules
     ``encoder_i``/``decoder_i``/``classifier`` map onto the PyTorch reference's
     ``encoder.i``/``decoder.i``/``classifier``.
     """

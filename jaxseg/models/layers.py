@@ -1,4 +1,4 @@
-"""Layers shared by every model family, with PyTorch semantics (SPEC 5).
+"""Layers shared by every model family, with PyTorch semantics.
 
 Convolutions take NHWC activations and store their kernels so that a PyTorch weight maps
 onto them by a transpose: ``Conv2d.kernel`` is HWIO (torch OIHW ``.transpose(2, 3, 1, 0)``),
@@ -6,7 +6,7 @@ onto them by a transpose: ``Conv2d.kernel`` is HWIO (torch OIHW ``.transpose(2, 
 ``.transpose(2, 3, 0, 1)``).
 
 On CPU, XLA's weight gradient of a stride-1 convolution has performance cliffs at high
-resolution (SPEC 5; 2x128x256x128->128 3x3: 0.94 s where the same FLOPs at 2x16x32x1024->1024
+resolution (2x128x256x128->128 3x3: 0.94 s where the same FLOPs at 2x16x32x1024->1024
 take 0.49 s, one thread). Stride-1 convolutions here therefore carry a ``jax.custom_vjp``
 whose weight gradient is a chunked im2col matmul (1.2-2.3x faster from ~5 GFLOP up, 10-25%
 slower on small layers, where its im2col copy dominates). "Auto" uses it on the CPU backend
@@ -333,7 +333,7 @@ def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, stride: int, padding:
 class ConvTranspose2d(nn.Module):
     """``torch.nn.ConvTranspose2d`` whose output is exactly ``stride`` times its input.
 
-    Never XLA's lhs-dilated convolution, whose gradient is 18-25x slower on CPU (SPEC 5).
+    Never XLA's lhs-dilated convolution, whose gradient is 18-25x slower on CPU.
     Two exact formulations: "subpixel", a stride-1 convolution producing
     ``stride**2 * features`` channels ordered (a, b, features), then depth-to-space; and
     "col2im" (:func:`conv_transpose_col2im`). Auto (``method=None``) picks col2im on the CPU

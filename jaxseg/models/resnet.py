@@ -1,4 +1,4 @@
-"""ResNet v1.5 backbone with torchvision semantics (SPEC 5).
+"""ResNet v1.5 backbone with torchvision semantics.
 
 Submodules are named after torchvision's state-dict keys with every numeric index joined to
 the name before it by ``_``: ``layer3.4.conv2.weight`` lives at

@@ -1,4 +1,4 @@
-"""The seed's "Custom" model: an FCN whose encoder is R2U-Net RRCNN blocks (SPEC 5).
+"""The seed's "Custom" model: an FCN whose encoder is R2U-Net RRCNN blocks.
 
 The recurrence follows R2U-Net's reference code (LeeJunHyun/Image_Segmentation,
 ``Recurrent_block``/``RRCNN_block``): one Conv3x3+BN+ReLU module ``f`` is shared across the

@@ -1,4 +1,4 @@
-"""U-Net (Ronneberger et al.) with "same" 3x3 convolutions and BatchNorm (SPEC 5).
+"""U-Net (Ronneberger et al.) with "same" 3x3 convolutions and BatchNorm.
 
 The layout follows milesial/Pytorch-UNet: ``DoubleConv`` = 2 x [Conv3x3 (no bias) -> BN ->
 ReLU]; 2x2 max-pool down; up either by ``ConvTranspose2d(C, C/2, k2, s2)`` or, with
