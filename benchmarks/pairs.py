@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision
 
 from benchmarks import torch_models
-from jaxseg import convert, losses, models, train
+from jaxseg import convert, cpu_kernels, losses, models, train
 
 NUM_CLASSES = 26  # IDD level 3.
 LEARNING_RATE = 1e-4
@@ -56,6 +56,9 @@ def build_pair(
 ) -> Pair:
     """The jaxseg and torch versions of model `name` with the same random weights.
 
+    The jaxseg model uses the convolution kernels ``cpu_kernels.resolve("auto")`` picks for
+    this backend.
+
     Args:
       name: a key of ``DEFAULT_OPTIONS``.
       options: model fields replacing the defaults (e.g. ``{"base_width": 4}``).
@@ -79,7 +82,13 @@ def build_pair(
     else:
         module = getattr(torch_models, TORCH_CLASSES[name])(NUM_CLASSES, **options)
         variables = torch_models.copy_torch_to_flax(module)
-    flax_model = models.get_model(name, num_classes=NUM_CLASSES, dtype=JAX_DTYPES[dtype], **options)
+    flax_model = models.get_model(
+        name,
+        num_classes=NUM_CLASSES,
+        dtype=JAX_DTYPES[dtype],
+        kernels=cpu_kernels.resolve("auto"),
+        **options,
+    )
     return Pair(name, flax_model, jax.tree.map(jnp.asarray, variables), module, options)
 
 
