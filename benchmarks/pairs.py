@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import torchvision
 
 from benchmarks import torch_models
-from jaxseg import config, convert, losses, models, state, steps
+from jaxseg import config, convert, cpu_kernels, losses, models, state, steps
 from jaxseg.data.labels import IDD_LEVEL3
 
 LABEL_SPACE = IDD_LEVEL3
@@ -57,6 +57,9 @@ def build_pair(
 ) -> Pair:
     """The jaxseg and torch versions of model `name` with the same random weights.
 
+    The jaxseg model uses the convolution kernels ``cpu_kernels.resolve("auto")`` picks for
+    this backend.
+
     Args:
       name: a key of ``DEFAULT_OPTIONS``.
       options: model fields replacing the defaults (e.g. ``{"base_width": 4}``).
@@ -80,7 +83,13 @@ def build_pair(
     else:
         module = getattr(torch_models, TORCH_CLASSES[name])(NUM_CLASSES, **options)
         variables = torch_models.copy_torch_to_flax(module)
-    flax_model = models.get_model(name, num_classes=NUM_CLASSES, dtype=JAX_DTYPES[dtype], **options)
+    flax_model = models.get_model(
+        name,
+        num_classes=NUM_CLASSES,
+        dtype=JAX_DTYPES[dtype],
+        kernels=cpu_kernels.resolve("auto"),
+        **options,
+    )
     return Pair(name, flax_model, jax.tree.map(jnp.asarray, variables), module, options)
 
 

@@ -15,7 +15,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from jaxseg import checkpoint, convert, losses, models
+from jaxseg import checkpoint, convert, cpu_kernels, losses, models
 from jaxseg.config import apply_overrides, saved_config
 from jaxseg.data.labels import LabelSpace, get_label_space
 from jaxseg.errors import ConfigError, DataError
@@ -51,6 +51,7 @@ def build_model(
             num_classes=outputs,
             dtype=DTYPES[config.model.dtype],
             bn_axis_name=bn_axis_name,
+            kernels=cpu_kernels.resolve(config.model.kernels),
             **config.model.options.to_dict(),
         )
     except (ValueError, TypeError) as e:

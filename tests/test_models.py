@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import models
-from jaxseg.models import layers
+from jaxseg import cpu_kernels, models
 
 torch = pytest.importorskip("torch")
 torch_models = pytest.importorskip("benchmarks.torch_models")
@@ -99,21 +98,17 @@ def test_matches_torch_in_train_and_eval_mode(case):
         np.testing.assert_allclose(value, torch_stats[key], atol=1e-5, err_msg=str(key))
 
 
-@pytest.fixture
-def fast_weight_grad():
-    """Forces the CPU im2col weight gradient on every stride-1 conv (auto skips small ones)."""
-    layers.set_fast_weight_grad(True)
-    yield
-    layers.set_fast_weight_grad(None)
-
-
-@pytest.mark.usefixtures("fast_weight_grad")
+@pytest.mark.parametrize("kernels", ["xla", "cpu"])
 @pytest.mark.parametrize("case", ["unet_transpose", "custom_depth2"])
-def test_parameter_gradients_match_torch(case):
+def test_parameter_gradients_match_torch(case, kernels, monkeypatch):
+    if kernels == "cpu":
+        # Layers this small are below the threshold: force the im2col weight gradient on
+        # every stride-1 convolution.
+        monkeypatch.setattr(cpu_kernels, "FAST_WEIGHT_GRAD_MIN_FLOPS", 0)
     name, kwargs, shape = CASES[case]
     reference = _reference(name, kwargs)
     variables = torch_models.copy_torch_to_flax(reference)
-    model = models.get_model(name, num_classes=NUM_CLASSES, **kwargs)
+    model = models.get_model(name, num_classes=NUM_CLASSES, kernels=kernels, **kwargs)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(np.float32)
     weights = rng.standard_normal((shape[0], NUM_CLASSES, *shape[2:])).astype(np.float32)
@@ -181,6 +176,8 @@ def test_bad_input_shapes_raise(name, kwargs, bad_shape):
 def test_registry():
     assert {"fcn", "unet", "custom"} <= set(models.MODELS)
     assert isinstance(models.get_model("unet", num_classes=3), models.UNet)
+    assert models.get_model("fcn", num_classes=3).kernels == "xla"
+    assert models.get_model("deeplabv3_tiny", num_classes=3, kernels="cpu").kernels == "cpu"
     with pytest.raises(ValueError, match="unknown model 'fnc'; valid: .*fcn"):
         models.get_model("fnc", num_classes=3)
     with pytest.raises(ValueError, match="unknown upsample"):

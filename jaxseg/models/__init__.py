@@ -2,7 +2,8 @@
 
 Every model maps ``(x [B, H, W, C], *, train: bool)`` to float32 logits
 ``[B, H, W, num_classes]`` (DeepLabV3, like torchvision, to ``{"out": logits, "aux": logits}``);
-BatchNorm uses running averages when ``train`` is False.
+BatchNorm uses running averages when ``train`` is False. Every model has a ``kernels`` field,
+"xla" (default) or "cpu", naming its convolution formulations (``jaxseg.models.layers``).
 """
 
 from collections.abc import Callable
@@ -29,7 +30,8 @@ def get_model(name: str, **kwargs) -> nn.Module:
 
     Args:
       name: a key of ``MODELS``.
-      **kwargs: the model's fields, e.g. ``num_classes=26, dtype=jnp.bfloat16``.
+      **kwargs: the model's fields, e.g. ``num_classes=26, dtype=jnp.bfloat16,
+        kernels=jaxseg.cpu_kernels.resolve("auto")``.
 
     Raises:
       ValueError: if ``name`` is not registered.

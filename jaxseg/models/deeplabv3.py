@@ -1,4 +1,4 @@
-"""DeepLabV3 as torchvision's ``deeplabv3_resnet{50,101}`` (SPEC 5).
+"""DeepLabV3 as torchvision's ``deeplabv3_resnet{50,101}``.
 
 Submodule names follow torchvision's state-dict keys with numeric indices joined by ``_``
 (``classifier.0.convs.1.0.weight`` -> ``params["classifier_0"]["convs_1_0"]["kernel"]``), so the
@@ -44,6 +44,7 @@ class ASPP(nn.Module):
     dtype: Dtype | None = None  # Compute dtype; None keeps the input's.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis to average BN statistics over (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -57,7 +58,12 @@ class ASPP(nn.Module):
           [B, h, w, features].
         """
         conv = partial(
-            Conv2d, self.features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype
+            Conv2d,
+            self.features,
+            use_bias=False,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernels=self.kernels,
         )
         norm = partial(
             BatchNorm, use_running_average=not train, dtype=self.dtype, axis_name=self.bn_axis_name
@@ -100,6 +106,7 @@ class DeepLabV3(nn.Module):
     dtype: Dtype | None = None  # Compute dtype; None keeps the input's.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis to average BN statistics over (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
     # Transfer learning: a frozen part runs in eval mode (running BN statistics, neither
     # used from the batch nor updated) and passes no gradient back, so its backward pass
     # is never computed. The optimizer leaves its parameters alone (`frozen_params`).
@@ -123,7 +130,7 @@ class DeepLabV3(nn.Module):
           {"out": [B, H, W, num_classes] float32} plus "aux" (same shape) when ``aux_loss``.
         """
         size = x.shape[1:3]
-        conv = partial(Conv2d, dtype=self.dtype, param_dtype=self.param_dtype)
+        conv = partial(Conv2d, dtype=self.dtype, param_dtype=self.param_dtype, kernels=self.kernels)
         norm = partial(
             BatchNorm, use_running_average=not train, dtype=self.dtype, axis_name=self.bn_axis_name
         )
@@ -135,6 +142,7 @@ class DeepLabV3(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
+            kernels=self.kernels,
             name="backbone",
         )(x, train=train and not self.freeze_backbone)
         if self.freeze_backbone:
@@ -147,6 +155,7 @@ class DeepLabV3(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
+            kernels=self.kernels,
             name="classifier_0",
         )(layer4, train=train and not self.freeze_aspp)
         if self.freeze_aspp:

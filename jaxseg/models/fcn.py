@@ -1,4 +1,4 @@
-"""The FCN encoder-decoder baseline of the seed report (SPEC 5)."""
+"""The FCN encoder-decoder baseline of the seed report."""
 
 from typing import Any
 
@@ -31,6 +31,7 @@ class ConvReLUBN(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -45,6 +46,7 @@ class ConvReLUBN(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=xavier_uniform,
+            kernels=self.kernels,
             name="conv",
             **kwargs,
         )(x)
@@ -66,6 +68,7 @@ def fcn_decoder(
     dtype: Dtype,
     param_dtype: Dtype,
     bn_axis_name: str | None,
+    kernels: str,
 ) -> jax.Array:
     """Applies the FCN decoder and the 1x1 classifier inside the caller's compact scope
     (submodules ``decoder_i`` and ``classifier``), shared by FCN and the RRCNN model.
@@ -85,6 +88,7 @@ def fcn_decoder(
             dtype=dtype,
             param_dtype=param_dtype,
             bn_axis_name=bn_axis_name,
+            kernels=kernels,
             name=f"decoder_{i}",
         )(x, train=train)
     x = Conv2d(
@@ -94,6 +98,7 @@ def fcn_decoder(
         dtype=dtype,
         param_dtype=param_dtype,
         kernel_init=xavier_uniform,
+        kernels=kernels,
         name="classifier",
     )(x)
     return x.astype(jnp.float32)
@@ -102,7 +107,7 @@ def fcn_decoder(
 class FCN(nn.Module):
     """FCN baseline: 5 x [Conv s2 -> ReLU -> BN], 5 x [ConvT s2 -> ReLU -> BN], 1x1 classifier.
 
-    Encoder 3->32->64->128->256->512, decoder 512->512->256->128->64->32 (SPEC 5). Submodules
+    Encoder 3->32->64->128->256->512, decoder 512->512->256->128->64->32. Submodules
     ``encoder_i``/``decoder_i``/``classifier`` map onto the PyTorch reference's
     ``encoder.i``/``decoder.i``/``classifier``.
     """
@@ -112,6 +117,7 @@ class FCN(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype, e.g. jnp.bfloat16.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -135,6 +141,7 @@ class FCN(nn.Module):
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 bn_axis_name=self.bn_axis_name,
+                kernels=self.kernels,
                 name=f"encoder_{i}",
             )(x, train=train)
         return fcn_decoder(
@@ -145,4 +152,5 @@ class FCN(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
+            kernels=self.kernels,
         )

@@ -1,4 +1,4 @@
-"""ResNet v1.5 backbone with torchvision semantics (SPEC 5).
+"""ResNet v1.5 backbone with torchvision semantics.
 
 Submodules are named after torchvision's state-dict keys with every numeric index joined to
 the name before it by ``_``: ``layer3.4.conv2.weight`` lives at
@@ -34,6 +34,7 @@ class Bottleneck(nn.Module):
     dtype: Dtype | None = None  # Compute dtype; None keeps the input's.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis to average BN statistics over (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -52,6 +53,7 @@ class Bottleneck(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=_kaiming_fan_out,
+            kernels=self.kernels,
         )
         norm = partial(
             BatchNorm,
@@ -98,6 +100,7 @@ class ResNet(nn.Module):
     dtype: Dtype | None = None  # Compute dtype; None keeps the input's.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis to average BN statistics over (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
@@ -121,6 +124,7 @@ class ResNet(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=_kaiming_fan_out,
+            kernels=self.kernels,
             name="conv1",
         )(x)
         x = BatchNorm(
@@ -146,6 +150,7 @@ class ResNet(nn.Module):
                     dtype=self.dtype,
                     param_dtype=self.param_dtype,
                     bn_axis_name=self.bn_axis_name,
+                    kernels=self.kernels,
                     name=f"layer{i + 1}_{j}",
                 )(x, train=train)
             stages.append(x)

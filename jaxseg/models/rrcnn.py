@@ -1,4 +1,4 @@
-"""The seed's "Custom" model: an FCN whose encoder is R2U-Net RRCNN blocks (SPEC 5).
+"""The seed's "Custom" model: an FCN whose encoder is R2U-Net RRCNN blocks.
 
 The recurrence follows R2U-Net's reference code (LeeJunHyun/Image_Segmentation,
 ``Recurrent_block``/``RRCNN_block``): one Conv3x3+BN+ReLU module ``f`` is shared across the
@@ -28,6 +28,7 @@ class RecurrentBlock(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -37,6 +38,7 @@ class RecurrentBlock(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=xavier_uniform,
+            kernels=self.kernels,
             name="conv",
         )
         bn = BatchNorm(
@@ -63,6 +65,7 @@ class RRCNNBlock(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -74,6 +77,7 @@ class RRCNNBlock(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=xavier_uniform,
+            kernels=self.kernels,
             name="conv1x1",
         )(x)
         y = x
@@ -84,6 +88,7 @@ class RRCNNBlock(nn.Module):
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 bn_axis_name=self.bn_axis_name,
+                kernels=self.kernels,
                 name=f"rcnn_{i}",
             )(y, train=train)
         return x + y
@@ -103,6 +108,7 @@ class RRCNNFCN(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype, e.g. jnp.bfloat16.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -133,6 +139,7 @@ class RRCNNFCN(nn.Module):
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 bn_axis_name=self.bn_axis_name,
+                kernels=self.kernels,
                 name=f"encoder_{i}",
             )(x, train=train)
             x = max_pool_2x2(x)
@@ -144,4 +151,5 @@ class RRCNNFCN(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
+            kernels=self.kernels,
         )

@@ -1,4 +1,4 @@
-"""U-Net (Ronneberger et al.) with "same" 3x3 convolutions and BatchNorm (SPEC 5).
+"""U-Net (Ronneberger et al.) with "same" 3x3 convolutions and BatchNorm.
 
 The layout follows milesial/Pytorch-UNet: ``DoubleConv`` = 2 x [Conv3x3 (no bias) -> BN ->
 ReLU]; 2x2 max-pool down; up either by ``ConvTranspose2d(C, C/2, k2, s2)`` or, with
@@ -33,6 +33,7 @@ class DoubleConv(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -43,6 +44,7 @@ class DoubleConv(nn.Module):
                 use_bias=False,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
+                kernels=self.kernels,
                 name=f"conv{i}",
             )(x)
             x = BatchNorm(
@@ -63,6 +65,7 @@ class Up(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, skip: jax.Array, *, train: bool) -> jax.Array:
@@ -80,6 +83,7 @@ class Up(nn.Module):
                 output_padding=0,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
+                kernels=self.kernels,
                 name="up",
             )(x)
             mid = None
@@ -90,6 +94,7 @@ class Up(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             bn_axis_name=self.bn_axis_name,
+            kernels=self.kernels,
             name="conv",
         )(x, train=train)
 
@@ -107,6 +112,7 @@ class UNet(nn.Module):
     dtype: Dtype = jnp.float32  # Compute dtype, e.g. jnp.bfloat16.
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
+    kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -129,6 +135,7 @@ class UNet(nn.Module):
             "dtype": self.dtype,
             "param_dtype": self.param_dtype,
             "bn_axis_name": self.bn_axis_name,
+            "kernels": self.kernels,
         }
         widths = [self.base_width * m for m in (1, 2, 4, 8, 16)]
         if self.upsample == "bilinear":
@@ -153,6 +160,7 @@ class UNet(nn.Module):
             padding=0,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            kernels=self.kernels,
             name="outc",
         )(x)
         return x.astype(jnp.float32)

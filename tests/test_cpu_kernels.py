@@ -1,0 +1,269 @@
+"""The CPU kernels against PyTorch and plain XLA, their per-layer choice, and `resolve`.
+
+Also: models built with kernels="cpu" and "xla" compute the same function, and both export
+with a symbolic batch dimension.
+"""
+
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from fixtures.torch_parity import assert_conv_matches
+
+from jaxseg import cpu_kernels, models
+from jaxseg.models import layers
+
+
+@pytest.fixture
+def force(monkeypatch):
+    """Moves the "cpu" thresholds so that tiny test layers take (or skip) each CPU kernel."""
+
+    def set_thresholds(*, fast_weight_grad: bool, col2im: bool) -> None:
+        min_flops = 0 if fast_weight_grad else math.inf
+        monkeypatch.setattr(cpu_kernels, "FAST_WEIGHT_GRAD_MIN_FLOPS", min_flops)
+        monkeypatch.setattr(cpu_kernels, "COL2IM_MIN_CHANNELS", 0 if col2im else sys.maxsize)
+
+    return set_thresholds
+
+
+def test_resolve():
+    assert jax.default_backend() == "cpu"
+    assert cpu_kernels.resolve("auto") == "cpu"
+    assert cpu_kernels.resolve("cpu") == "cpu"
+    assert cpu_kernels.resolve("xla") == "xla"
+    for bad in ("gpu", "CPU", ""):
+        with pytest.raises(ValueError, match=f"unknown kernels '{bad}'; valid: auto, cpu, xla"):
+            cpu_kernels.resolve(bad)
+
+
+# Parity with PyTorch through the layers, the thresholds forced so that every layer here
+# takes the CPU kernel under test.
+
+
+@pytest.mark.parametrize(("padding", "dilation"), [(1, 1), (2, 2), (0, 1)])
+def test_conv2d_fast_weight_grad_matches_torch(force, padding, dilation):
+    torch = pytest.importorskip("torch")
+    force(fast_weight_grad=True, col2im=False)
+    x = np.random.default_rng(0).standard_normal((2, 5, 11, 14)).astype(np.float32)
+    tconv = torch.nn.Conv2d(5, 7, 3, padding=padding, dilation=dilation)
+    conv = layers.Conv2d(7, 3, padding=padding, dilation=dilation, kernels="cpu")
+    assert_conv_matches(tconv, conv, x)
+
+
+@pytest.mark.parametrize("col2im", [True, False])  # False: sub-pixel, fast weight gradient.
+@pytest.mark.parametrize(
+    ("kernel_size", "stride", "padding", "output_padding"), [(3, 2, 1, 1), (2, 2, 0, 0)]
+)
+def test_conv_transpose2d_matches_torch(
+    force, kernel_size, stride, padding, output_padding, col2im
+):
+    torch = pytest.importorskip("torch")
+    force(fast_weight_grad=True, col2im=col2im)
+    x = np.random.default_rng(0).standard_normal((2, 6, 5, 7)).astype(np.float32)
+    tconv = torch.nn.ConvTranspose2d(6, 4, kernel_size, stride, padding, output_padding)
+    conv = layers.ConvTranspose2d(4, kernel_size, stride, padding, output_padding, kernels="cpu")
+    assert_conv_matches(tconv, conv, x)
+
+
+# Parity with plain XLA.
+
+
+def _plain_weight_grad(x, g, kernel_hw, dilation):
+    kernel = jnp.zeros((*kernel_hw, x.shape[-1], g.shape[-1]), x.dtype)
+    conv = lambda k: layers.conv2d(x, k, dilation=dilation)  # noqa: E731
+    _, vjp = jax.vjp(conv, kernel)
+    return vjp(g)[0]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize(
+    ("batch", "kernel_hw", "dilation", "chunk_positions"),
+    [
+        (2, (3, 3), (1, 1), 2048),
+        (2, (3, 3), (1, 1), 40),
+        (1, (3, 3), (2, 3), 64),
+        (3, (2, 2), (1, 1), 1),
+    ],
+)
+def test_conv_weight_grad_equals_xla(batch, kernel_hw, dilation, chunk_positions, dtype):
+    """Single and several chunks (with a ragged last one), dilation, even kernels."""
+    kx, kg = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (batch, 13, 17, 6), dtype)
+    ho = 13 - dilation[0] * (kernel_hw[0] - 1)
+    wo = 17 - dilation[1] * (kernel_hw[1] - 1)
+    g = jax.random.normal(kg, (batch, ho, wo, 5), dtype)
+    fast = cpu_kernels.conv_weight_grad(x, g, kernel_hw, dilation, chunk_positions)
+    plain = _plain_weight_grad(x.astype(jnp.float32), g.astype(jnp.float32), kernel_hw, dilation)
+    assert fast.dtype == jnp.float32
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-4)
+
+
+def _loss(conv):
+    return lambda x, k: jnp.sum(conv(x, k).astype(jnp.float32) ** 2)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_conv2d_fast_weight_grad_gradients_equal_plain(dtype):
+    kx, kk = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (2, 16, 24, 8), dtype)
+    kernel = (0.1 * jax.random.normal(kk, (3, 3, 8, 16))).astype(dtype)
+    padding = ((1, 1), (1, 1))
+    fast = _loss(lambda x_, k_: cpu_kernels.conv2d_fast_weight_grad(x_, k_, padding))
+    plain = _loss(lambda x_, k_: layers.conv2d(x_, k_, padding=padding))
+    dx_fast, dk_fast = jax.jit(jax.grad(fast, argnums=(0, 1)))(x, kernel)
+    dx_plain, dk_plain = jax.jit(jax.grad(plain, argnums=(0, 1)))(x, kernel)
+    assert dk_fast.dtype == dk_plain.dtype == dtype
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(f32(dx_fast), f32(dx_plain), rtol=tol, atol=tol)
+    scale = np.abs(f32(dk_plain)).max()
+    np.testing.assert_allclose(f32(dk_fast), f32(dk_plain), rtol=tol, atol=tol * scale)
+
+
+# The per-layer choice inside "cpu", at the real thresholds.
+
+
+def _weight_grad_jaxpr(kernels: str, x_shape, kernel_shape) -> str:
+    x, kernel = jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+    k = kernel_shape[0] // 2
+    loss = lambda k_: layers.conv2d(x, k_, padding=((k, k), (k, k)), kernels=kernels).sum()  # noqa: E731
+    return str(jax.make_jaxpr(jax.grad(loss))(kernel))
+
+
+def test_cpu_uses_fast_weight_grad_for_1x1_and_large_layers():
+    # The im2col matmul is the weight gradient's only dot_general.
+    large = ((2, 256, 512, 64), (3, 3, 64, 64))  # 9.7 GFLOP per image.
+    padded_1x1 = ((1, 8, 8, 4), (1, 1, 4, 4))
+    small = ((2, 64, 128, 64), (3, 3, 64, 64))  # 0.6 GFLOP per image.
+    assert "dot_general" in _weight_grad_jaxpr("cpu", *large)
+    assert "dot_general" in _weight_grad_jaxpr("cpu", *padded_1x1)
+    assert "dot_general" not in _weight_grad_jaxpr("cpu", *small)
+    assert "dot_general" not in _weight_grad_jaxpr("xla", *large)
+
+
+@pytest.mark.parametrize(("channels", "col2im"), [(128, True), (64, False)])
+def test_cpu_uses_col2im_from_128_input_channels(channels, col2im):
+    def uses_col2im(kernels: str) -> bool:
+        conv = layers.ConvTranspose2d(4, kernels=kernels)
+        init = lambda x: conv.init_with_output(jax.random.key(0), x)  # noqa: E731
+        return "conv_general_dilated" not in str(
+            jax.make_jaxpr(init)(jnp.zeros((1, 2, 2, channels)))
+        )
+
+    assert uses_col2im("cpu") == col2im
+    assert not uses_col2im("xla")
+
+
+@pytest.mark.parametrize("kernel_shape", [(1, 1, 6, 5), (3, 3, 6, 5)])
+def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape):
+    """The per-layer choice and the im2col weight gradient need no concrete batch size."""
+    k = kernel_shape[0] // 2
+
+    def grads(x, kernel):
+        conv = lambda x_, k_: layers.conv2d(x_, k_, padding=((k, k), (k, k)), kernels="cpu")  # noqa: E731
+        return jax.grad(_loss(conv), argnums=(0, 1))(x, kernel)
+
+    x_spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 9, 11, 6"), jnp.float32)
+    k_spec = jax.ShapeDtypeStruct(kernel_shape, jnp.float32)
+    exported = jax.export.export(jax.jit(grads), platforms=("cpu",))(x_spec, k_spec)
+    kx, kk = jax.random.split(jax.random.key(2))
+    x = jax.random.normal(kx, (3, 9, 11, 6))
+    kernel = jax.random.normal(kk, kernel_shape)
+    for got, want in zip(exported.call(x, kernel), jax.jit(grads)(x, kernel), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+# Whole models: "cpu" and "xla" compute the same function, and both export.
+
+# Tiny sizes at which "cpu" picks col2im for the first decoder layer (128 input channels).
+# Not U-Net at 32x48: there XLA's own gradients on CPU (jax 0.10.2) are wrong from
+# down_2.conv2 back (torch and the im2col weight gradient agree with each other).
+MODELS = {
+    "fcn": ({"widths": (4, 8, 8, 8, 128)}, (2, 32, 64, 3)),
+    "unet": ({"base_width": 8}, (2, 32, 32, 3)),
+}
+# (fast_weight_grad, col2im) forced on every layer; None: the real thresholds.
+FORCED = {"thresholds": None, "fast_weight_grad": (True, False), "col2im": (False, True)}
+
+
+def _train_step(model):
+    """Logits and parameter gradients of a train-mode forward pass."""
+
+    def step(variables, x, weights):
+        def loss(params):
+            logits, _ = model.apply(
+                {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+            )
+            return jnp.sum(logits * weights), logits
+
+        grads, logits = jax.grad(loss, has_aux=True)(variables["params"])
+        return logits, grads
+
+    return step
+
+
+def _eval_jaxpr(model, variables, x) -> str:
+    return str(jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables))
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def xla_model(request):
+    """(name, inputs, eval jaxpr, logits and gradients) of the "xla" model, once per module."""
+    name = request.param
+    options, shape = MODELS[name]
+    model = models.get_model(name, num_classes=5, kernels="xla", **options)
+    kx, kw = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, shape)
+    weights = jax.random.normal(kw, (*shape[:3], 5))
+    variables = model.init(jax.random.key(1), x, train=False)
+    outputs = jax.jit(_train_step(model))(variables, x, weights)
+    return name, (variables, x, weights), _eval_jaxpr(model, variables, x), outputs
+
+
+@pytest.mark.parametrize("forced", list(FORCED))
+def test_cpu_and_xla_models_compute_the_same(force, xla_model, forced):
+    if FORCED[forced] is not None:
+        fast_weight_grad, col2im = FORCED[forced]
+        force(fast_weight_grad=fast_weight_grad, col2im=col2im)
+    name, (variables, x, weights), jaxpr_xla, (logits_xla, grads_xla) = xla_model
+    cpu = models.get_model(name, num_classes=5, kernels="cpu", **MODELS[name][0])
+
+    # The "cpu" model really runs other kernels (the im2col weight gradient is a custom_vjp).
+    jaxpr_cpu = _eval_jaxpr(cpu, variables, x)
+    assert jaxpr_cpu != jaxpr_xla
+    assert "custom_vjp" not in jaxpr_xla
+    assert ("custom_vjp" in jaxpr_cpu) == (forced == "fast_weight_grad")
+
+    logits_cpu, grads_cpu = jax.jit(_train_step(cpu))(variables, x, weights)
+    scale = max(1.0, float(jnp.abs(logits_xla).max()))
+    np.testing.assert_allclose(logits_cpu, logits_xla, atol=1e-5 * scale)
+    flat_xla = jax.tree_util.tree_leaves_with_path(grads_xla)
+    flat_cpu = jax.tree.leaves(grads_cpu)
+    scale = max(1.0, max(float(jnp.abs(g).max()) for _, g in flat_xla))
+    for (path, want), got in zip(flat_xla, flat_cpu, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4 * scale, err_msg=jax.tree_util.keystr(path))
+
+
+EXPORT_MODELS = {"fcn": {"widths": (4, 8, 8, 8, 128)}, "unet": {"base_width": 4}}
+
+
+@pytest.mark.parametrize(("kernels", "platforms"), [("xla", ("cpu", "cuda")), ("cpu", ("cpu",))])
+@pytest.mark.parametrize("name", list(EXPORT_MODELS))
+def test_eval_model_exports_with_a_symbolic_batch(name, kernels, platforms):
+    model = models.get_model(name, num_classes=5, kernels=kernels, **EXPORT_MODELS[name])
+    x = jax.random.normal(jax.random.key(0), (3, 64, 128, 3))
+    variables = model.init(jax.random.key(1), x[:1], train=False)
+
+    def apply(v, x_):
+        return model.apply(v, x_, train=False)
+
+    specs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)
+    x_spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 64, 128, 3"), jnp.float32)
+    exported = jax.export.export(jax.jit(apply), platforms=platforms)(specs, x_spec)
+    assert exported.platforms == platforms
+    np.testing.assert_allclose(
+        exported.call(variables, x), jax.jit(apply)(variables, x), rtol=1e-5, atol=1e-5
+    )
