@@ -1,11 +1,12 @@
 """Level-3 label PNGs from IDD's polygon JSONs, as IDD's `json2labelImg.py` makes them.
 
 `python -m jaxseg.data.prepare --idd-root DIR [--workers N] [--tfds OUT]` writes
-`{id}_gtFine_labellevel3Ids.png` beside every `gtFine/**/{id}_gtFine_polygons.json` (docs/datasets.md):
-objects drawn in file order onto void (255), later over earlier, deleted objects and
-polygons of fewer than 3 points skipped, filled like PIL `ImageDraw.polygon` (no outline).
-Outputs newer than their JSON are kept, so a second run only redoes what changed; each PNG
-is written to a temporary file and renamed, so an interrupted run leaves no partial file.
+`{id}_gtFine_labellevel3Ids.png` beside every `gtFine/**/{id}_gtFine_polygons.json`
+(docs/datasets.md): objects drawn in file order onto void (255), later over earlier,
+deleted objects and polygons of fewer than 3 points skipped, filled like PIL
+`ImageDraw.polygon` (no outline). Outputs newer than their JSON are kept, so a second run
+only redoes what changed; each PNG is written to a temporary file and renamed, so an
+interrupted run leaves no partial file.
 """
 
 import dataclasses
