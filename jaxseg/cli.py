@@ -8,7 +8,7 @@ import platform
 import sys
 from collections.abc import Iterator
 
-from jaxseg.config import experiment_names
+from jaxseg.discovery import experiment_names
 from jaxseg.errors import JaxsegError
 
 DATA_HELP = (

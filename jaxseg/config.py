@@ -8,21 +8,16 @@ the defaults lack is an error, as is an unknown `--set` key.
 """
 
 import ast
-import importlib
-import importlib.util
 import json
 import logging
 from pathlib import Path
-from types import ModuleType
 
 import ml_collections
 
+from jaxseg import discovery
 from jaxseg.data import synthetic
 from jaxseg.errors import ConfigError
 
-EXPERIMENTS_PACKAGE = "experiments"
-# Files of the experiments folder that are not experiments.
-_NOT_EXPERIMENTS = ("__init__", "base")
 # Sections whose keys are free (architecture and augmentation keyword arguments).
 OPEN_SECTIONS = ("model.options", "data.augment")
 
@@ -104,40 +99,9 @@ def _section(**values) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(values)
 
 
-def experiments_dir() -> Path | None:
-    """The folder of the `experiments` package (found without importing it), or None."""
-    spec = importlib.util.find_spec(EXPERIMENTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def experiment_names() -> list[str]:
-    """Names `--experiment` accepts: the experiment files of the experiments folder."""
-    folder = experiments_dir()
-    if folder is None:
-        return []
-    return sorted(p.stem for p in folder.glob("*.py") if p.stem not in _NOT_EXPERIMENTS)
-
-
-def _import_experiment(experiment: str) -> ModuleType:
-    if experiment.endswith(".py"):
-        path = Path(experiment)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such experiment file")
-        spec = importlib.util.spec_from_file_location(f"jaxseg_experiment_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    names = experiment_names()
-    if experiment not in names:
-        raise ConfigError(f"unknown experiment {experiment!r}; valid: {', '.join(names)}")
-    return importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{experiment}")
-
-
 def get_experiment(experiment: str) -> ml_collections.ConfigDict:
     """The locked config of an experiment name or `.py` file, checked against `defaults()`."""
-    module = _import_experiment(experiment)
+    module = discovery.import_experiment(experiment)
     if not callable(getattr(module, "get_config", None)):
         raise ConfigError(f"experiment {experiment!r}: no get_config() function")
     config = module.get_config()

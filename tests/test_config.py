@@ -2,13 +2,8 @@ import json
 
 import pytest
 
-from jaxseg.config import (
-    apply_overrides,
-    defaults,
-    experiment_names,
-    load_config,
-    saved_config,
-)
+from jaxseg.config import apply_overrides, defaults, load_config, saved_config
+from jaxseg.discovery import experiment_names
 from jaxseg.errors import ConfigError
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from jaxseg import class_weights, state, steps
-from jaxseg.config import experiment_names, load_config
+from jaxseg.config import load_config
 from jaxseg.data import augment, formats
 from jaxseg.data.pipeline import train_dataset
+from jaxseg.discovery import experiment_names
 
 # Smallest widths per model family, so one step compiles in seconds.
 TINY_MODELS = {
