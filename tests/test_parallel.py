@@ -197,7 +197,7 @@ def test_accumulated_gradients_make_one_update_of_their_mean(tiny_data):
         def loss_of(params):
             outputs, _ = plain.apply_fn(
                 {"params": params, "batch_stats": plain.batch_stats},
-                batch["image"],
+                steps.model_input(batch["image"]),
                 train=True,
                 mutable=["batch_stats"],
             )
