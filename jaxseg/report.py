@@ -262,7 +262,8 @@ def confusion_figure(confusion: np.ndarray, label_space: LabelSpace) -> Figure:
     axes.set_yticks(range(k), label_space.class_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("ground truth")
-    axes.set_title("Confusion matrix (share of each ground-truth class's pixels)")
+    axes.axvline(k - 0.5, color="0.3", linewidth=0.8)  # Sets the void column apart.
+    axes.set_title("Confusion matrix: share of each ground-truth class's pixels (grey: absent)")
     for i, j in zip(*np.nonzero(np.nan_to_num(share) >= 0.01), strict=True):
         color = "white" if share[i, j] > 0.5 else "black"
         text = f"{100 * share[i, j]:.0f}"

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from jaxseg import losses, steps
+from jaxseg.config import load_config
 from jaxseg.errors import ConfigError
 
 VOID = 255
@@ -350,6 +351,12 @@ def test_parse_terms_defaults_and_one_line_errors():
         with pytest.raises(ConfigError) as error:
             losses.parse_terms(entries)
         assert message in str(error.value) and "\n" not in str(error.value)
+    # Checked as the config loads, before any work starts.
+    with pytest.raises(ConfigError, match=r"loss.terms\[0\]: unknown loss 'dise'"):
+        load_config("unet_dice", overrides=["loss.terms=[{'name': 'dise'}]"])
+    assert losses.parse_terms(load_config("unet_dice").loss.terms)[1] == losses.Term(
+        "dice", 1.0, (("smooth", 0.0),)
+    )
 
 
 @pytest.mark.slow
