@@ -5,7 +5,7 @@ Every registered loss is a pure function `(logits, labels, class_weights, **opti
 
 - logits: [B, H, W, C] of any float dtype (computed in float32);
 - labels: [B, H, W] int in [0, C) or `VOID` (255) for pixels that carry no loss (void under
-  `data.void=ignore`, padding examples); the void policy is applied before (`loss_terms`);
+  `data.void=ignore`, padding examples); `steps.loss_terms` applies the void policy first;
 - class_weights: [C] float or None.
 
 Logits at `VOID` pixels are replaced by zeros first (`_prepare`), so no loss value and no
@@ -18,8 +18,8 @@ The losses and their references (`tests/test_losses.py`):
 - ``ohem``: online hard example mining cross-entropy (HRNet's ``OhemCrossEntropy``): keeps
   the valid pixels whose softmax probability of the true class is below
   ``max(threshold, p_k)``, p_k being the (``min_kept`` + 1)-th lowest such probability of the
-  batch (so at least ``min_kept`` pixels stay when there are that many), and averages their
-  cross-entropy, class-weighted as ``ce``.
+  batch (so ``min_kept`` pixels stay when there are that many, ties aside), and averages
+  their cross-entropy, class-weighted as ``ce``.
 - ``focal``: segmentation_models_pytorch's ``FocalLoss(mode="multiclass")``: one-vs-all
   sigmoid focal loss ``(1 - p_t)^gamma * BCE`` (times ``alpha`` for the class's pixels and
   ``1 - alpha`` for the others, when ``alpha`` is set), averaged over valid pixels per class,
@@ -33,7 +33,9 @@ The losses and their references (`tests/test_losses.py`):
   the batch's ground truth. It takes no class weights.
 
 ``ce``, ``ohem`` and ``focal`` add over pixels: their (sum, weight) add over batches. ``dice``
-and ``lovasz`` are functions of the whole batch: they return (value, 1).
+and ``lovasz`` are functions of the whole batch: they return (value, 1). `combined_terms`
+adds the configured terms over one denominator; its docstring says how a validation pass
+averages them.
 """
 
 import dataclasses
