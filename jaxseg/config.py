@@ -65,6 +65,11 @@ def defaults() -> ml_collections.ConfigDict:
         # kept in the workdir), or a JSON file.
         class_counts="seed",
         aux_weight=0.5,  # Auxiliary-head loss weight (torchvision's reference).
+        # Weighted loss terms added together, each {"name": a key of
+        # jaxseg.losses.LOSSES (ce, dice, focal, lovasz, ohem), "weight": float, and that
+        # loss's options}, e.g. [{"name": "ce", "weight": 1.0}, {"name": "dice", "weight":
+        # 0.5}]. class_weights apply to every term but lovasz.
+        terms=[{"name": "ce", "weight": 1.0}],
     )
     config.optimizer = _section(
         name="adam",  # "adam", "adamw" or "sgd".
@@ -215,6 +220,9 @@ def load_config(
             )
     apply_overrides(config, list(overrides))
     _absolute_paths(config)
+    from jaxseg import losses  # Imports jax, which the report command does without.
+
+    losses.parse_terms(config.loss.terms)  # A bad term is an error before any work starts.
     return config
 
 

@@ -4,8 +4,8 @@ confusion matrix. Used by validation during training and by `jaxseg.evaluate`.""
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxseg import class_weights, metrics, parallel, results, state, steps
 from jaxseg.data import formats, pipeline, sources
@@ -32,6 +32,16 @@ def eval_batches(
     )
 
 
+def _add_on_host(totals: dict | None, outputs: dict) -> dict:
+    """Adds one batch's fetched eval-step outputs in 64 bits: a split's confusion counts
+    pass 2^31 per cell (int32 on the device) well before its batches do."""
+    outputs = {
+        key: np.asarray(value, np.int64 if key == "confusion" else np.float64)
+        for key, value in outputs.items()
+    }
+    return outputs if totals is None else {key: totals[key] + outputs[key] for key in totals}
+
+
 def evaluate(
     eval_step,
     train_state: state.TrainState,
@@ -40,17 +50,23 @@ def evaluate(
     label_space: LabelSpace,
 ) -> dict:
     """Runs the compiled `eval_step` over every batch; metrics of the confusion matrix
-    summed over batches and devices, and the loss of the summed loss terms.
+    summed over batches (int64, on the host) and devices, and the loss of the summed loss
+    terms (`steps.loss_terms`).
 
     Returns:
-      {"pixel_accuracy", "mean_iou", "iou": {class: IoU}, "loss"}.
+      The dict of `metrics.metrics_from_confusion`, plus "loss".
     """
-    totals = None
+    totals, pending = None, None
     for batch in batches:
         batch.pop("name", None)
-        out = eval_step(train_state, strategy.place_batch(batch))
-        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-    totals = strategy.fetch(totals)
+        outputs = eval_step(train_state, strategy.place_batch(batch))
+        # Fetching the previous batch's outputs after dispatching this one keeps the
+        # device busy while the host adds.
+        if pending is not None:
+            totals = _add_on_host(totals, strategy.fetch(pending))
+        pending = outputs
+    if pending is not None:
+        totals = _add_on_host(totals, strategy.fetch(pending))
     result = metrics.metrics_from_confusion(totals["confusion"], label_space.class_names)
     result["loss"] = float(totals["loss_sum"] / max(float(totals["weight_sum"]), 1e-12))
     return result

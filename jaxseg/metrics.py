@@ -44,17 +44,27 @@ def confusion_matrix(
 
 
 def metrics_from_confusion(cm: np.ndarray, class_names: tuple[str, ...]) -> dict:
-    """Pixel accuracy, mean IoU and per-class IoU from a summed confusion matrix.
+    """Every metric of a split from its summed confusion matrix, computed in int64/float64.
 
-    IoU_c = TP / (TP + FP + FN); classes with TP + FP + FN == 0 get NaN and are left out of
-    the mean. Pixel accuracy = sum(TP) / valid pixels.
+    With per class c: TP_c (the diagonal), G_c = TP_c + FN_c ground-truth pixels (row sum,
+    void predictions included as misses), P_c = TP_c + FP_c predictions of c (column sum):
+
+    - IoU_c = TP_c / (G_c + P_c - TP_c); NaN when the class is in neither ground truth nor
+      predictions. mean IoU: the mean over the other classes.
+    - accuracy_c = TP_c / G_c (recall); NaN when the class is absent from the ground truth.
+      mean accuracy: the mean over classes present in the ground truth.
+    - Dice_c = F1_c = 2 TP_c / (G_c + P_c); NaN where IoU is.
+    - pixel accuracy = sum(TP) / sum(G).
+    - frequency-weighted IoU = sum_c G_c IoU_c / sum(G), over classes present in the ground
+      truth (FCN, Long et al. 2015).
 
     Args:
       cm: [K, K + 1] counts as returned by `confusion_matrix` (summed).
-      class_names: K names for the per-class dict.
+      class_names: K names for the per-class dicts.
 
     Returns:
-      {"pixel_accuracy": float, "mean_iou": float, "iou": {name: float}}.
+      {"pixel_accuracy", "mean_iou", "mean_accuracy", "fw_iou": float, "iou", "accuracy",
+      "dice": {name: float}, "confusion": [K][K + 1] list of int}.
     """
     cm = np.asarray(cm, dtype=np.int64)
     num_classes = cm.shape[0]
@@ -62,11 +72,28 @@ def metrics_from_confusion(cm: np.ndarray, class_names: tuple[str, ...]) -> dict
     gt_total = cm.sum(axis=1)  # TP + FN, void predictions included as misses.
     pred_total = cm[:, :num_classes].sum(axis=0)  # TP + FP.
     union = gt_total + pred_total - tp
-    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-    valid_pixels = cm.sum()
     present = union > 0
+    in_gt = gt_total > 0
+    iou = np.where(present, tp / np.maximum(union, 1), np.nan)
+    accuracy = np.where(in_gt, tp / np.maximum(gt_total, 1), np.nan)
+    dice = np.where(present, 2 * tp / np.maximum(gt_total + pred_total, 1), np.nan)
+    valid_pixels = gt_total.sum()
+
+    def mean(values: np.ndarray, where: np.ndarray) -> float:
+        return float(values[where].mean()) if where.any() else float("nan")
+
+    def per_class(values: np.ndarray) -> dict[str, float]:
+        return {name: float(v) for name, v in zip(class_names, values, strict=True)}
+
     return {
         "pixel_accuracy": float(tp.sum() / valid_pixels) if valid_pixels else float("nan"),
-        "mean_iou": float(iou[present].mean()) if present.any() else float("nan"),
-        "iou": {name: float(v) for name, v in zip(class_names, iou, strict=True)},
+        "mean_iou": mean(iou, present),
+        "mean_accuracy": mean(accuracy, in_gt),
+        "fw_iou": float((gt_total[in_gt] * iou[in_gt]).sum() / valid_pixels)
+        if valid_pixels
+        else float("nan"),
+        "iou": per_class(iou),
+        "accuracy": per_class(accuracy),
+        "dice": per_class(dice),
+        "confusion": cm.tolist(),
     }

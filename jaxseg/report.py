@@ -7,6 +7,7 @@ notebooks can inspect them; no pyplot state is used, rendering goes through Agg.
 Commands:
   python -m jaxseg.report table --runs DIR [DIR ...] [--out table.md] [--all-classes]
   python -m jaxseg.report plots --workdir DIR
+  python -m jaxseg.report confusion --workdir DIR
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -44,6 +46,7 @@ STUDY_TABLE = {
 REPORT_DIR = "report"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
+CONFUSION_FILE = "confusion.png"
 
 # Line styles cycle over the palette colours so that similar IDD colours stay apart.
 _LINE_STYLES = ("-", "--", "-.", ":")
@@ -147,7 +150,7 @@ def _epoch_axes(figure: Figure, title: str, ylabel: str):
 def loss_figure(curves: Curves, label_space: LabelSpace) -> Figure:
     """The study's Figure 1: train and validation loss per epoch (two lines)."""
     figure = Figure(figsize=(7, 4.5))
-    axes = _epoch_axes(figure, "Training and validation loss", "cross-entropy loss")
+    axes = _epoch_axes(figure, "Training and validation loss", "loss (loss.terms)")
     _plot(axes, curves.train_epochs, curves.train_loss, label="train")
     _plot(axes, curves.val_epochs, curves.val_loss, label="validation")
     axes.legend()
@@ -226,6 +229,62 @@ def plot_curves(
         save_figure(build(curves, label_space), Path(out_dir) / name)
         for name, build in FIGURES.items()
     ]
+
+
+def confusion_figure(confusion: np.ndarray, label_space: LabelSpace) -> Figure:
+    """A heatmap of the confusion matrix, each ground-truth row divided by its pixels.
+
+    Cell (i, j) is the share of class i's ground-truth pixels predicted as j; the last
+    column is the share predicted as void (misses). Rows of classes absent from the ground
+    truth are grey; shares of at least 1% are printed in percent.
+
+    Args:
+      confusion: [K, K + 1] pixel counts (`jaxseg.metrics.confusion_matrix`, summed).
+      label_space: the K classes' names.
+
+    Raises:
+      DataError: the matrix does not have the label space's shape.
+    """
+    counts = np.asarray(confusion, np.float64)
+    k = label_space.num_classes
+    if counts.shape != (k, k + 1):
+        raise DataError(
+            f"confusion matrix of shape {counts.shape}; {label_space.name} needs {(k, k + 1)}"
+        )
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.full_like(counts, np.nan), where=rows > 0)
+    side = 3.0 + 0.3 * k
+    figure = Figure(figsize=(side + 1.5, side))
+    axes = figure.add_subplot()
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="0.85")
+    image = axes.imshow(np.ma.masked_invalid(share), cmap=cmap, vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(k + 1), [*label_space.class_names, "void"], rotation=90)
+    axes.set_yticks(range(k), label_space.class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("ground truth")
+    axes.axvline(k - 0.5, color="0.3", linewidth=0.8)  # Sets the void column apart.
+    axes.set_title("Confusion matrix: share of each ground-truth class's pixels (grey: absent)")
+    for i, j in zip(*np.nonzero(np.nan_to_num(share) >= 0.01), strict=True):
+        color = "white" if share[i, j] > 0.5 else "black"
+        text = f"{100 * share[i, j]:.0f}"
+        axes.text(j, i, text, ha="center", va="center", fontsize="x-small", color=color)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.02)
+    return figure
+
+
+def save_confusion(workdir: str | Path) -> Path:
+    """Draws `report/confusion.png` from the confusion matrix in the run's results.json.
+
+    Raises:
+      DataError: results.json is missing, invalid or holds no confusion matrix.
+    """
+    workdir = Path(workdir)
+    path = workdir / RESULTS_FILE
+    run = results.load(path)
+    if "confusion" not in run:
+        raise DataError(f"{path}: no confusion matrix (written before jaxseg recorded one)")
+    figure = confusion_figure(run["confusion"], get_label_space(run["labels"]))
+    return save_figure(figure, workdir / REPORT_DIR / CONFUSION_FILE)
 
 
 def blend(
@@ -390,11 +449,12 @@ def _summary_table(run: dict, label_space: LabelSpace) -> list[str]:
     header = ["metric", "this run"] + (["study (Table 1)"] if study else [])
     lines = [_markdown_row(header), _markdown_row(["---"] * len(header))]
     keys = [("PA", "pixel_accuracy"), ("mIoU", "mean_iou")]
+    keys += [("mean accuracy", "mean_accuracy"), ("fwIoU", "fw_iou")]
     keys += [(c, c) for c in label_space.headline]
     for title, key in keys:
-        ours = run["iou"].get(key) if key in label_space.headline else run[key]
-        cells = [title, format_score(ours)] + ([format_score(study[key])] if study else [])
-        lines.append(_markdown_row(cells))
+        ours = run["iou"].get(key) if key in label_space.headline else run.get(key)
+        theirs = [format_score(study[key]) if key in study else ""] if study else []
+        lines.append(_markdown_row([title, format_score(ours), *theirs]))
     return lines
 
 
@@ -459,6 +519,10 @@ def _plots_command(args) -> None:
         logging.info("wrote %s", path)
 
 
+def _confusion_command(args) -> None:
+    logging.info("wrote %s", save_confusion(args.workdir))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = cli.parser("jaxseg.report", "Figures and tables of finished runs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -470,6 +534,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     plots = commands.add_parser("plots", help="regenerate a run's figures from metrics.jsonl")
     plots.add_argument("--workdir", required=True, help="the run's workdir")
     plots.set_defaults(run=_plots_command)
+    confusion = commands.add_parser(
+        "confusion", help="draw report/confusion.png from the run's results.json"
+    )
+    confusion.add_argument("--workdir", required=True, help="the run's workdir")
+    confusion.set_defaults(run=_confusion_command)
     args = parser.parse_args(argv)
     with cli.user_errors():
         args.run(args)

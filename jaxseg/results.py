@@ -3,8 +3,11 @@ scoring (`score --json`) write, and its reading back.
 
 Fields: "experiment", "split", "data" (where the numbers come from: "synthetic" or the
 dataset path), "labels" (the label space), "pixel_accuracy", "mean_iou", "iou" ({class:
-IoU, null for a class absent from the split}), "steps", "epochs", "train_images_per_sec",
-plus whatever the writer adds (e.g. "images").
+IoU, null for a class absent from the split}), "mean_accuracy", "fw_iou" (frequency-weighted
+IoU), "accuracy" and "dice" ({class: float}, null as in "iou"), "confusion" ([K][K + 1]
+pixel counts: rows are ground-truth classes, columns predicted classes and last the void
+predictions), "steps", "epochs", "train_images_per_sec", plus whatever the writer adds
+(e.g. "images"). The metrics are those of `jaxseg.metrics.metrics_from_confusion`.
 """
 
 import json
@@ -37,6 +40,11 @@ def record(
         "pixel_accuracy": metrics["pixel_accuracy"],
         "mean_iou": metrics["mean_iou"],
         "iou": metrics["iou"],
+        "mean_accuracy": metrics["mean_accuracy"],
+        "fw_iou": metrics["fw_iou"],
+        "accuracy": metrics["accuracy"],
+        "dice": metrics["dice"],
+        "confusion": metrics["confusion"],
         "steps": int(steps),
         "epochs": float(epochs),
         "train_images_per_sec": float(train_images_per_sec),

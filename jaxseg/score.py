@@ -156,8 +156,8 @@ def score_folders(
     """The official metrics of the predictions under `pred_dir` against `gt_dir`.
 
     Returns:
-      {"pixel_accuracy", "mean_iou", "iou": {class: IoU, NaN if absent}, "images": n,
-      "labels": the label space's name}.
+      The dict of `metrics.metrics_from_confusion` (NaN for a class absent from both
+      ground truth and predictions), "images": n, "labels": the label space's name.
     """
     label_space = ground_truth_labels(Path(gt_dir), labels)
     pairs = match_files(pred_dir, gt_dir, label_space.label_suffix)
@@ -170,13 +170,16 @@ def score_folders(
 
 
 def format_scores(scores: dict) -> str:
-    """PA, mIoU, the headline classes, then every class, one per line."""
+    """PA, mIoU, mean accuracy, fwIoU, the headline classes, then every class's IoU, one
+    per line."""
     label_space = get_label_space(scores["labels"])
     width = max(27, max(len(n) for n in label_space.class_names) + 6)
     lines = [
         f"{'images':<{width}}{scores['images']}",
         f"{'pixel accuracy':<{width}}{scores['pixel_accuracy']:.4f}",
         f"{'mean IoU':<{width}}{scores['mean_iou']:.4f}",
+        f"{'mean accuracy':<{width}}{scores['mean_accuracy']:.4f}",
+        f"{'frequency-weighted IoU':<{width}}{scores['fw_iou']:.4f}",
     ]
     lines += [f"{name:<{width}}{scores['iou'][name]:.4f}" for name in label_space.headline]
     lines.append("all classes (nan: absent from ground truth and predictions)")

@@ -49,10 +49,12 @@ def loss_terms(
     class_weights: jax.Array | None,
     aux_weight: float,
     mask: jax.Array | None = None,
+    terms: tuple[losses.Term, ...] = losses.DEFAULT_TERMS,
 ) -> tuple[jax.Array, jax.Array]:
     """The segmentation loss as (sum, weight), the one entry point of training and
-    validation: the (class-weighted) cross-entropy of the main output, plus `aux_weight`
-    times that of the auxiliary output when the model has one.
+    validation: the weighted loss terms (`loss.terms`, by default the class-weighted
+    cross-entropy alone) of the main output, plus `aux_weight` times those of the
+    auxiliary output when the model has one.
 
     Args:
       outputs: logits [B, H, W, K] or {"out": ..., "aux": ...} at the labels' size.
@@ -62,15 +64,17 @@ def loss_terms(
       class_weights: [K] or None.
       aux_weight: weight of the auxiliary head's loss.
       mask: [B, H, W] bool, False where pixels carry no loss at all (padding examples).
+      terms: the loss terms (`losses.parse_terms`); see `losses.combined_terms` for how
+        they share one denominator.
     """
     outputs = split_outputs(outputs)
     labels = losses.apply_void_policy(labels, void, num_classes)
     if mask is not None:
         labels = jnp.where(mask, labels, losses.VOID)
-    total, weight = losses.cross_entropy_terms(outputs["out"], labels, class_weights)
+    total, weight = losses.combined_terms(outputs["out"], labels, terms, class_weights)
     if "aux" in outputs:
-        # Same labels, same weights: the aux term shares the main term's denominator.
-        aux_total, _ = losses.cross_entropy_terms(outputs["aux"], labels, class_weights)
+        # Same labels, same weights: the aux terms share the main terms' denominator.
+        aux_total, _ = losses.combined_terms(outputs["aux"], labels, terms, class_weights)
         total = total + aux_weight * aux_total
     return total, weight
 
@@ -158,13 +162,18 @@ class Steps:
 def bind_loss(
     config: ml_collections.ConfigDict, num_classes: int, class_weights: jax.Array | None
 ) -> LossTerms:
-    """`loss_terms` with the config's settings bound."""
+    """`loss_terms` with the config's settings bound.
+
+    Raises:
+      ConfigError: a bad `loss.terms` entry.
+    """
     return functools.partial(
         loss_terms,
         num_classes=num_classes,
         void=config.data.void,
         class_weights=class_weights,
         aux_weight=config.loss.aux_weight,
+        terms=losses.parse_terms(config.loss.terms),
     )
 
 

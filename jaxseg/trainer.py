@@ -287,6 +287,8 @@ def _end_epoch(loop: Loop, step: int) -> bool:
             "val_loss": result["loss"],
             "val_pixel_accuracy": result["pixel_accuracy"],
             "val_mean_iou": result["mean_iou"],
+            "val_mean_accuracy": result["mean_accuracy"],
+            "val_fw_iou": result["fw_iou"],
             "val_iou": result["iou"],
         }
     )
@@ -332,10 +334,12 @@ def run_steps(loop: Loop, stop_after_steps: int | None = None) -> int | None:
 
 
 def write_report(loop: Loop, host_state: state.TrainState) -> None:
-    """report/: the curves of metrics.jsonl, the first test image's overlay, report.md."""
+    """report/: the curves of metrics.jsonl, the confusion matrix of results.json, the
+    first test image's overlay, report.md."""
     out_dir = loop.workdir / "report"
     space = loop.dataset.label_space
     report.plot_curves(progress.read_metrics(loop.workdir / "metrics.jsonl"), out_dir, space)
+    report.save_confusion(loop.workdir)
     try:
         test = loop.dataset.split(loop.config.data.test_split, require_labels=False)
     except DataError as e:

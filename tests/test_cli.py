@@ -54,7 +54,7 @@ def run_module_ok(run_module):
 def test_run_writes_report(finished_run):
     _, run = finished_run
     report_dir = run / "report"
-    for name in ("loss.png", "accuracy.png", "class_iou.png", "report.md"):
+    for name in ("loss.png", "accuracy.png", "class_iou.png", "confusion.png", "report.md"):
         assert (report_dir / name).is_file(), name
     overlays = list(report_dir.glob("overlay_*.png"))
     assert len(overlays) == 1
@@ -70,6 +70,7 @@ def _evaluate_predict_score(run_module_ok, data, run, tmp_path, *eval_args):
     # The final val pass of training scored the same checkpoint on the same split.
     train_results = json.loads((run / "results.json").read_text())
     assert eval_results["mean_iou"] == pytest.approx(train_results["mean_iou"], rel=1e-9)
+    assert eval_results["confusion"] == train_results["confusion"]
 
     predictions = tmp_path / "pred"
     run_module_ok(
@@ -104,6 +105,12 @@ def _evaluate_predict_score(run_module_ok, data, run, tmp_path, *eval_args):
     assert scored["pixel_accuracy"] == pytest.approx(eval_results["pixel_accuracy"], abs=1e-3)
     assert scored["mean_iou"] == pytest.approx(eval_results["mean_iou"], abs=1e-3)
     assert scored["labels"] == eval_results["labels"] == train_results["labels"]
+    for key in ("mean_accuracy", "fw_iou"):
+        assert scored[key] == pytest.approx(eval_results[key], abs=1e-3), key
+    # Every labelled pixel once: the same number of ground-truth pixels per class.
+    np.testing.assert_array_equal(
+        np.sum(scored["confusion"], axis=1), np.sum(eval_results["confusion"], axis=1)
+    )
     return eval_results, scored, pred_files
 
 

@@ -243,3 +243,36 @@ def test_table_source_says_where_the_numbers_come_from(tmp_path, capsys):
     header, _, *rows = table_rows(capsys.readouterr().out)
     assert header[4:] == list(CITYSCAPES.headline)
     assert len(rows) == 1 and rows[0][:2] == ["cs", "cityscapes"]
+
+
+def test_confusion_figure_is_row_normalised_with_class_names():
+    from jaxseg.data.labels import IDD_LEVEL1
+
+    k = IDD_LEVEL1.num_classes
+    confusion = np.zeros((k, k + 1), np.int64)
+    confusion[0, :3] = (6, 2, 0)
+    confusion[0, k] = 2  # Void predictions: the last column.
+    confusion[1, 1] = 5
+    axes = report.confusion_figure(confusion, IDD_LEVEL1).axes[0]
+    shown = axes.images[0].get_array()
+    np.testing.assert_allclose(shown[0].filled(np.nan)[[0, 1, 2, k]], [0.6, 0.2, 0.0, 0.2])
+    assert shown[1, 1] == 1.0
+    assert shown.mask[2:].all()  # Classes absent from the ground truth: no colour.
+    assert [t.get_text() for t in axes.get_xticklabels()] == [*IDD_LEVEL1.class_names, "void"]
+    assert [t.get_text() for t in axes.get_yticklabels()] == list(IDD_LEVEL1.class_names)
+    assert sorted(t.get_text() for t in axes.texts) == ["100", "20", "20", "60"]
+    with pytest.raises(DataError, match=r"confusion matrix of shape \(7, 7\)"):
+        report.confusion_figure(confusion[:, :k], IDD_LEVEL1)
+
+
+def test_confusion_command_draws_the_runs_matrix(tmp_path, capsys):
+    results = write_run(tmp_path, "unet", 0.7, 0.3, seed=5)
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(["confusion", "--workdir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "results.json: no confusion matrix" in capsys.readouterr().err
+    confusion = np.arange(26 * 27).reshape(26, 27).tolist()
+    (tmp_path / "results.json").write_text(json.dumps({**results, "confusion": confusion}))
+    report.main(["confusion", "--workdir", str(tmp_path)])
+    width, height = assert_png(tmp_path / "report" / "confusion.png", min_size=600)
+    assert width > height  # The void column and the colour bar beside the square matrix.

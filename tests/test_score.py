@@ -50,6 +50,13 @@ EXPECTED_IOU = {"road": 0.6, "drivable fallback": 0.6, "sidewalk": 0.75,
                 "non-drivable fallback": 0.25, "person": 0.0}  # fmt: skip
 EXPECTED_PA = (3 + 3 + 3 + 1) / (12 + 4)
 EXPECTED_MIOU = (0.6 + 0.6 + 0.75 + 0.25 + 0.0) / 5
+# Accuracy TP / ground-truth pixels: 3/4, 3/4, 3/4, 1/4 (class 4 has none: NaN, left out).
+EXPECTED_MEAN_ACCURACY = (0.75 * 3 + 0.25) / 4
+# Four ground-truth pixels per class: the mean of the four IoUs.
+EXPECTED_FW_IOU = (0.6 + 0.6 + 0.75 + 0.25) / 4
+# Dice 2 TP / (ground truth + predictions): class 2 is predicted 3 times, class 4 3 times.
+EXPECTED_DICE = {"road": 6 / 8, "drivable fallback": 6 / 8, "sidewalk": 6 / 7,
+                 "non-drivable fallback": 2 / 5, "person": 0.0}  # fmt: skip
 
 
 def save(path: Path, label: np.ndarray) -> None:
@@ -76,11 +83,15 @@ def folders(tmp_path):
 def check_scores(scores: dict) -> None:
     assert scores["pixel_accuracy"] == pytest.approx(EXPECTED_PA)
     assert scores["mean_iou"] == pytest.approx(EXPECTED_MIOU)
+    assert scores["mean_accuracy"] == pytest.approx(EXPECTED_MEAN_ACCURACY)
+    assert scores["fw_iou"] == pytest.approx(EXPECTED_FW_IOU)
     for name in CLASS_NAMES:
         if name in EXPECTED_IOU:
             assert scores["iou"][name] == pytest.approx(EXPECTED_IOU[name]), name
+            assert scores["dice"][name] == pytest.approx(EXPECTED_DICE[name]), name
         else:
             assert math.isnan(scores["iou"][name]), name
+            assert math.isnan(scores["dice"][name]), name
 
 
 def test_hand_computed_metrics(folders):
@@ -140,24 +151,32 @@ def test_cli_prints_metrics_and_writes_results_json(folders, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["pixel", "accuracy", f"{EXPECTED_PA:.4f}"]
     assert lines[2].split() == ["mean", "IoU", f"{EXPECTED_MIOU:.4f}"]
-    assert [line.split()[0] for line in lines[3:8]] == [
+    assert lines[3].split() == ["mean", "accuracy", f"{EXPECTED_MEAN_ACCURACY:.4f}"]
+    assert lines[4].split() == ["frequency-weighted", "IoU", f"{EXPECTED_FW_IOU:.4f}"]
+    assert [line.split()[0] for line in lines[5:10]] == [
         "road",
         "sidewalk",
         "car",
         "billboard",
         "sky",
     ]
-    assert len(lines) == 9 + len(CLASS_NAMES)
+    assert len(lines) == 11 + len(CLASS_NAMES)
     record = json.loads(out.read_text())
     assert set(record) == {"experiment", "split", "data", "labels", "pixel_accuracy", "mean_iou",
-                           "iou", "steps", "epochs", "train_images_per_sec", "images"}  # fmt: skip
+                           "iou", "mean_accuracy", "fw_iou", "accuracy", "dice", "confusion",
+                           "steps", "epochs", "train_images_per_sec", "images"}  # fmt: skip
+    # Rows: ground truth; columns: predictions, then void predictions (class 1's miss).
+    assert record["confusion"][0][:3] == [3, 1, 0] and record["confusion"][1][-1] == 1
+    assert sum(map(sum, record["confusion"])) == 16
     assert record["labels"] == "idd_level3" and record["images"] == 2
     assert record["experiment"] == "score" and record["split"] == "val"
     assert (record["steps"], record["epochs"], record["train_images_per_sec"]) == (0, 0.0, 0.0)
     assert record["iou"]["car"] is None  # Absent class: NaN, written as null.
-    check_scores(
-        {**record, "iou": {k: math.nan if v is None else v for k, v in record["iou"].items()}}
-    )
+    nan_for_null = {
+        key: {k: math.nan if v is None else v for k, v in record[key].items()}
+        for key in ("iou", "dice")
+    }
+    check_scores({**record, **nan_for_null})
 
 
 def test_cli_ground_truth_without_prediction_is_an_error(folders):
