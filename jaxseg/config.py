@@ -83,6 +83,13 @@ def defaults() -> ml_collections.ConfigDict:
         patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
         log_every_steps=10,
         checkpoint_every_steps=0,  # 0: only at epoch ends.
+        # Also checkpoint when this many minutes passed since the last one; 0: never.
+        checkpoint_every_minutes=0.0,
+        # A step with a non-finite loss or gradient never updates the model; "skip" goes
+        # on (logging the step), "stop" ends the run with an error. Under "skip", this
+        # many skipped steps in a row stop it too (0: never).
+        on_nan="skip",
+        max_skipped_in_a_row=10,
         # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
         accumulate_steps=1,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
-from jaxseg.files import to_json
+from jaxseg.files import to_json, write_atomic
 
 
 def is_main_process() -> bool:
@@ -27,7 +27,8 @@ class MetricsLog:
                 records = [r for r in records if r.get("step", 0) <= resume_step]
             else:
                 records = []
-            self.path.write_text("".join(to_json(r) + "\n" for r in records))
+            # Atomic: a run killed while rewriting keeps the records.
+            write_atomic("".join(to_json(r) + "\n" for r in records).encode(), self.path)
 
     def write(self, record: dict) -> None:
         if self.enabled:

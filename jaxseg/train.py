@@ -3,15 +3,20 @@
 [--workdir DIR] [--set key=value ...]`.
 
 Writes config.json, metrics.jsonl, checkpoints/, results.json and report/ into the workdir
-(`jaxseg.trainer`); running the same command again resumes. On several hosts, every host
-runs the same command with `--coordinator HOST:PORT --num-processes N --process-id I`.
+(`jaxseg.trainer`); running the same command again resumes, also after SIGTERM or SIGINT
+(a checkpoint at the next step boundary, exit status 143 or 130) or a kill -9 (from the
+last complete checkpoint). On several hosts, every host runs the same command with `--coordinator HOST:PORT --num-processes N --process-id I`.
 """
 
 import logging
+import shlex
+import signal
+import sys
 from pathlib import Path
 
 from jaxseg import cli, parallel, progress
 from jaxseg.config import load_config
+from jaxseg.errors import Interrupted
 from jaxseg.trainer import train_and_evaluate
 
 
@@ -51,7 +56,16 @@ def main(argv: list[str] | None = None) -> None:
 
         config = load_config(args.experiment, data=args.data, overrides=args.overrides)
         workdir = Path(args.workdir or Path("runs") / config.experiment)
-        results = train_and_evaluate(config, workdir)
+        try:
+            results = train_and_evaluate(config, workdir)
+        except Interrupted as e:
+            command = shlex.join(["python", "-m", "jaxseg.train", *(argv or sys.argv[1:])])
+            print(
+                f"{signal.Signals(e.signum).name}: stopped at step {e.step}, checkpoint saved "
+                f"in {e.workdir}; resume with: {command}",
+                file=sys.stderr,
+            )
+            sys.exit(128 + e.signum)
         if progress.is_main_process():
             print(
                 f"{config.experiment}: {results['split']} PA {results['pixel_accuracy']:.4f} "

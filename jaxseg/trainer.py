@@ -13,6 +13,8 @@ import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from jaxseg import (
 )
 from jaxseg.config import config_to_json
 from jaxseg.data import augment, formats, pipeline, sources
-from jaxseg.errors import ConfigError, DataError
+from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError
 
 
 class EarlyStopping:
@@ -54,8 +56,38 @@ class EarlyStopping:
             self.bad_epochs += 1
         return self.patience > 0 and self.bad_epochs >= self.patience
 
+    @property
+    def stopped(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
     def state_dict(self) -> dict:
         return {"best_loss": self.best_loss, "bad_epochs": self.bad_epochs}
+
+
+class StopSignals:
+    """Notes SIGTERM and SIGINT instead of acting on them, so the loop checkpoints at the
+    next step boundary; a second signal of the same kind acts at once (the old handler).
+    Handlers can only be set from the main thread; elsewhere nothing is installed."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum: int, frame) -> None:
+        self.received = signum
+        signal.signal(signum, self._previous[signum])
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 class Throughput:
@@ -140,7 +172,13 @@ class Loop:
     log: progress.MetricsLog
     bar: progress.Progress
     throughput: Throughput
+    # Train metrics since the last log record: device outputs (`pending`) and host floats
+    # (`unlogged`, also saved in checkpoints so a resumed run logs the same windows).
+    unlogged: list
+    nonfinite: dict  # {"in_a_row": int, "skipped": int}: updates skipped by train.on_nan.
+    pending: list = dataclasses.field(default_factory=list)
     saved_step: int = -1
+    saved_at: float = dataclasses.field(default_factory=time.monotonic)
 
     def validate(self) -> dict:
         batches = evaluation.eval_batches(self.config, self.val_source, self.strategy)
@@ -155,10 +193,26 @@ class Loop:
             "early_stopping": self.early_stopping.state_dict(),
             "best_mean_iou": self.best_mean_iou,
             "data_iterator": self.train_iter.get_state(),
+            "unlogged_metrics": self.fetch_pending(),
+            "nonfinite": self.nonfinite,
         }
         tree = state.checkpoint_tree(self.strategy.checkpoint_state(self.state))
         self.checkpoints.save(step, tree, meta, best=best)
-        self.saved_step = step
+        self.saved_step, self.saved_at = step, time.monotonic()
+
+    def fetch_pending(self) -> list[dict]:
+        """The train metrics not logged yet, as host floats (fetching the pending ones)."""
+        if self.pending:
+            self.unlogged += [
+                {
+                    "loss": float(m["loss"]),
+                    "grad_norm": float(m["grad_norm"]),
+                    "finite": bool(m["finite"]),
+                }
+                for m in self.strategy.fetch(self.pending)
+            ]
+            self.pending = []
+        return self.unlogged
 
 
 def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_updates):
@@ -182,6 +236,17 @@ def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_up
     if config.model.init_from:
         logging.info("initialised from %s", config.model.init_from)
     return strategy.unreplicated(train_state), created.learning_rate, None
+
+
+# The checkpoint metadata of a run that starts afresh (and the defaults of keys that
+# checkpoints of older versions lack).
+RUN_START = {
+    "early_stopping": {},
+    "best_mean_iou": -1.0,
+    "data_iterator": None,
+    "unlogged_metrics": [],
+    "nonfinite": {"in_a_row": 0, "skipped": 0},
+}
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
@@ -225,7 +290,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
         )
     )
     resumed = meta is not None
-    meta = meta or {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
+    meta = {**RUN_START, **(meta or {})}
     if meta["data_iterator"] is not None:
         train_iter.set_state(meta["data_iterator"])
     return Loop(
@@ -248,31 +313,66 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
         log=progress.MetricsLog(workdir / "metrics.jsonl", start_step if resumed else None),
         bar=progress.Progress(total_steps, start_step, config.experiment),
         throughput=Throughput(data.batch_size),
+        unlogged=list(meta["unlogged_metrics"]),
+        nonfinite=dict(meta["nonfinite"]),
         saved_step=start_step if resumed else -1,
     )
 
 
-def _log_window(loop: Loop, pending: list, step: int) -> None:
-    """Logs the train records of the steps since the last log."""
-    host = loop.strategy.fetch(pending)
-    loss = float(np.mean([m["loss"] for m in host]))
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"non-finite training loss {loss} at step {step}")
+def _check_finite(loop: Loop, records: list[dict], first_step: int) -> list[int]:
+    """Applies `train.on_nan` to the steps `first_step`, ... of `records` (whose non-finite
+    updates the train step already left out); returns the skipped steps.
+
+    Raises:
+      TrainingError: a non-finite step under `on_nan=stop`, or too many in a row.
+    """
+    skipped, per_epoch = [], loop.steps_per_epoch
+    on_nan, limit = loop.config.train.on_nan, loop.config.train.max_skipped_in_a_row
+    for step, record in enumerate(records, start=first_step):
+        if record["finite"]:
+            loop.nonfinite["in_a_row"] = 0
+            continue
+        loop.nonfinite["in_a_row"] += 1
+        loop.nonfinite["skipped"] += 1
+        in_a_row = loop.nonfinite["in_a_row"]
+        where = (
+            f"step {step} (epoch {(step - 1) // per_epoch + 1}, batch {(step - 1) % per_epoch + 1})"
+        )
+        if on_nan == "stop" or (limit and in_a_row >= limit):
+            raise TrainingError(
+                f"non-finite loss or gradients at {where}"
+                + (f", {in_a_row} in a row" if on_nan == "skip" else "")
+                + "; the model keeps its last finite update. Lower optimizer.learning_rate, "
+                "check the data, or raise train.max_skipped_in_a_row (train.on_nan=skip)"
+            )
+        logging.warning("non-finite loss or gradients at %s: update skipped", where)
+        skipped.append(step)
+    return skipped
+
+
+def _log_window(loop: Loop, step: int) -> None:
+    """Logs the train record of the steps since the last log (mean loss of the finite
+    ones, the skipped ones by step)."""
+    records, loop.unlogged = loop.fetch_pending(), []
+    skipped = _check_finite(loop, records, step - len(records) + 1)
+    finite = [r for r in records if r["finite"]]
+    loss = float(np.mean([r["loss"] for r in finite])) if finite else math.nan
     steps_done, steps_per_sec = loop.throughput.end_window()
     batch_size = loop.config.data.batch_size
-    loop.log.write(
-        {
-            "step": step,
-            "epoch": step / loop.steps_per_epoch,
-            "train_loss": loss,
-            "train_grad_norm": float(host[-1]["grad_norm"]),
-            "learning_rate": float(
-                loop.learning_rate((step - 1) // loop.config.train.accumulate_steps)
-            ),
-            "steps_per_sec": steps_per_sec,
-            "images_per_sec": steps_per_sec * batch_size,
-        }
-    )
+    record = {
+        "step": step,
+        "epoch": step / loop.steps_per_epoch,
+        "train_loss": loss,
+        "train_grad_norm": finite[-1]["grad_norm"] if finite else math.nan,
+        "learning_rate": float(
+            loop.learning_rate((step - 1) // loop.config.train.accumulate_steps)
+        ),
+        "steps_per_sec": steps_per_sec,
+        "images_per_sec": steps_per_sec * batch_size,
+    }
+    if skipped:
+        record["train_skipped_steps"] = skipped
+    loop.log.write(record)
     loop.bar.update(steps_done, loss=loss, img_s=steps_per_sec * batch_size)
 
 
@@ -307,26 +407,45 @@ def _end_epoch(loop: Loop, step: int) -> bool:
     return stop
 
 
-def run_steps(loop: Loop, stop_after_steps: int | None = None) -> int | None:
+def _checkpoint_due(loop: Loop, step: int) -> bool:
+    every, minutes = (
+        loop.config.train.checkpoint_every_steps,
+        loop.config.train.checkpoint_every_minutes,
+    )
+    if every and step % every == 0:
+        return True
+    return bool(minutes) and time.monotonic() - loop.saved_at >= 60 * minutes
+
+
+def run_steps(
+    loop: Loop, stop_after_steps: int | None = None, signals: StopSignals | None = None
+) -> int | None:
     """Trains until the last step or early stopping; returns the final step, or None when
-    stopped (checkpointed) after `stop_after_steps` steps of this invocation."""
-    step, pending = loop.start_step, []
-    every = loop.config.train.checkpoint_every_steps
+    stopped (checkpointed) after `stop_after_steps` steps of this invocation.
+
+    Raises:
+      Interrupted: `signals` received SIGTERM or SIGINT; the step it ended is checkpointed.
+    """
+    step = loop.start_step
+    if loop.early_stopping.stopped:  # Resumed after the run had stopped early.
+        return step
     while step < loop.total_steps:
         batch = loop.strategy.place_batch(next(loop.train_iter))
         loop.state, step_metrics = loop.steps.train(loop.state, batch)
         step += 1
         loop.throughput.step()
-        pending.append(step_metrics)
+        loop.pending.append(step_metrics)
         end_of_epoch = step % loop.steps_per_epoch == 0
         if step % loop.config.train.log_every_steps == 0 or end_of_epoch:
-            _log_window(loop, pending, step)
-            pending = []
+            _log_window(loop, step)
         if end_of_epoch:
             if _end_epoch(loop, step):
                 return step
-        elif every and step % every == 0:
+        elif _checkpoint_due(loop, step):
             loop.save(step)
+        if signals is not None and signals.received is not None:
+            loop.save(step)
+            raise Interrupted(signals.received, step, str(loop.workdir))
         if stop_after_steps is not None and step - loop.start_step >= stop_after_steps:
             loop.save(step)
             return None
@@ -393,11 +512,16 @@ def train_and_evaluate(
 
     Returns:
       The results.json record, or None when stopped early by `stop_after_steps`.
+
+    Raises:
+      Interrupted: SIGTERM or SIGINT (noted from the start of this call) stopped training
+        at the next step boundary, after saving a checkpoint there.
     """
-    loop = prepare(config, Path(workdir))
-    try:
-        step = run_steps(loop, stop_after_steps)
-        return None if step is None else finish(loop, step)
-    finally:
-        loop.bar.close()
-        loop.checkpoints.close()
+    with StopSignals() as signals:
+        loop = prepare(config, Path(workdir))
+        try:
+            step = run_steps(loop, stop_after_steps, signals)
+            return None if step is None else finish(loop, step)
+        finally:
+            loop.bar.close()
+            loop.checkpoints.close()
