@@ -83,11 +83,9 @@ def defaults() -> ml_collections.ConfigDict:
         patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
         log_every_steps=10,
         checkpoint_every_steps=0,  # 0: only at epoch ends.
-        # Also checkpoint when this many minutes passed since the last one; 0: never.
-        checkpoint_every_minutes=0.0,
-        # A step with a non-finite loss or gradient never updates the model; "skip" goes
-        # on (logging the step), "stop" ends the run with an error. Under "skip", this
-        # many skipped steps in a row stop it too (0: never).
+        checkpoint_every_minutes=0.0,  # Also when this long since the last one; 0: never.
+        # Non-finite loss/gradients never update the model: "skip" logs the step and goes
+        # on (until max_skipped_in_a_row in a row; 0: no limit), "stop" ends with an error.
         on_nan="skip",
         max_skipped_in_a_row=10,
         # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.

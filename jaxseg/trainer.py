@@ -249,6 +249,26 @@ RUN_START = {
 }
 
 
+def _train_iterator(config: ml_collections.ConfigDict, source: sources.Source, saved_state):
+    """This process's iterator over the training batches, at `saved_state` if not None."""
+    data = config.data
+    train_iter = iter(
+        pipeline.train_dataset(
+            source,
+            height=data.height,
+            width=data.width,
+            batch_size=data.batch_size,
+            seed=config.seed,
+            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
+            workers=data.workers,
+            shard=(jax.process_index(), jax.process_count()),
+        )
+    )
+    if saved_state is not None:
+        train_iter.set_state(saved_state)
+    return train_iter
+
+
 def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     """Everything before the first step: data, devices, state (resumed or new), steps."""
     dataset = formats.config_dataset(config)
@@ -277,22 +297,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     weights = class_weights.for_config(config, workdir, dataset.label_space, outputs, train_source)
     num_classes = dataset.label_space.num_classes
     compiled = steps.compile_steps(config, strategy, num_classes, weights, train_state)
-    train_iter = iter(
-        pipeline.train_dataset(
-            train_source,
-            height=data.height,
-            width=data.width,
-            batch_size=data.batch_size,
-            seed=config.seed,
-            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
-            workers=data.workers,
-            shard=(jax.process_index(), jax.process_count()),
-        )
-    )
     resumed = meta is not None
     meta = {**RUN_START, **(meta or {})}
-    if meta["data_iterator"] is not None:
-        train_iter.set_state(meta["data_iterator"])
+    train_iter = _train_iterator(config, train_source, meta["data_iterator"])
     return Loop(
         config=config,
         workdir=workdir,
