@@ -78,19 +78,7 @@ def defaults() -> ml_collections.ConfigDict:
         warmup_steps=0,
         weight_decay=0.0,
     )
-    config.train = _section(
-        epochs=30,
-        patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
-        log_every_steps=10,
-        checkpoint_every_steps=0,  # 0: only at epoch ends.
-        checkpoint_every_minutes=0.0,  # Also when this long since the last one; 0: never.
-        # Non-finite loss/gradients never update the model: "skip" logs the step and goes
-        # on (until max_skipped_in_a_row in a row; 0: no limit), "stop" ends with an error.
-        on_nan="skip",
-        max_skipped_in_a_row=10,
-        # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
-        accumulate_steps=1,
-    )
+    config.train = _train_section()
     # Data parallelism (jaxseg.parallel). None of these change the trained model, so a run
     # may resume with other values.
     config.parallel = _section(
@@ -103,6 +91,23 @@ def defaults() -> ml_collections.ConfigDict:
     # Overrides applied when the data is synthetic, so a run fits a 2-core CPU.
     config.profiles = _section(synthetic=ml_collections.ConfigDict())
     return config
+
+
+def _train_section() -> ml_collections.ConfigDict:
+    """The `train` section of `defaults()`."""
+    return _section(
+        epochs=30,
+        patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
+        log_every_steps=10,
+        checkpoint_every_steps=0,  # 0: only at epoch ends.
+        checkpoint_every_minutes=0.0,  # Also when this long since the last one; 0: never.
+        # Non-finite loss/gradients never update the model: "skip" logs the step and goes
+        # on (until max_skipped_in_a_row in a row; 0: no limit), "stop" ends with an error.
+        on_nan="skip",
+        max_skipped_in_a_row=10,
+        # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
+        accumulate_steps=1,
+    )
 
 
 def _section(**values) -> ml_collections.ConfigDict:
