@@ -52,6 +52,9 @@ def defaults() -> ml_collections.ConfigDict:
         eval_batch_size=4,
         void="ignore",  # "ignore" (no loss on void) or "class" (void is one more output).
         workers=2,  # grain worker processes; 0 decodes in the training process.
+        # A corrupt image, wrong-size label or unknown label id: "raise" (an error naming
+        # the file) or "skip" (logged, listed in results.json as "skipped_files").
+        on_error="raise",
         # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
         # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
         augment=ml_collections.ConfigDict(),

@@ -176,12 +176,15 @@ class Loop:
     # (`unlogged`, also saved in checkpoints so a resumed run logs the same windows).
     unlogged: list
     nonfinite: dict  # {"in_a_row": int, "skipped": int}: updates skipped by train.on_nan.
+    skipped_files: list  # Files left out under data.on_error=skip (training and validation).
     pending: list = dataclasses.field(default_factory=list)
     saved_step: int = -1
     saved_at: float = dataclasses.field(default_factory=time.monotonic)
 
     def validate(self) -> dict:
-        batches = evaluation.eval_batches(self.config, self.val_source, self.strategy)
+        batches = evaluation.eval_batches(
+            self.config, self.val_source, self.strategy, self.skipped_files
+        )
         return evaluation.evaluate(
             self.steps.eval, self.state, batches, self.strategy, self.dataset.label_space
         )
@@ -195,6 +198,7 @@ class Loop:
             "data_iterator": self.train_iter.get_state(),
             "unlogged_metrics": self.fetch_pending(),
             "nonfinite": self.nonfinite,
+            "skipped_files": self.skipped_files,
         }
         tree = state.checkpoint_tree(self.strategy.checkpoint_state(self.state))
         self.checkpoints.save(step, tree, meta, best=best)
@@ -246,11 +250,15 @@ RUN_START = {
     "data_iterator": None,
     "unlogged_metrics": [],
     "nonfinite": {"in_a_row": 0, "skipped": 0},
+    "skipped_files": [],
 }
 
 
-def _train_iterator(config: ml_collections.ConfigDict, source: sources.Source, saved_state):
-    """This process's iterator over the training batches, at `saved_state` if not None."""
+def _train_iterator(
+    config: ml_collections.ConfigDict, source: sources.Source, saved_state, skipped: list
+):
+    """This process's iterator over the training batches, at `saved_state` if not None;
+    under `data.on_error=skip` the files left out are appended to `skipped`."""
     data = config.data
     train_iter = iter(
         pipeline.train_dataset(
@@ -262,6 +270,8 @@ def _train_iterator(config: ml_collections.ConfigDict, source: sources.Source, s
             augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
             workers=data.workers,
             shard=(jax.process_index(), jax.process_count()),
+            on_error=data.on_error,
+            skipped=skipped,
         )
     )
     if saved_state is not None:
@@ -299,7 +309,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     compiled = steps.compile_steps(config, strategy, num_classes, weights, train_state)
     resumed = meta is not None
     meta = {**RUN_START, **(meta or {})}
-    train_iter = _train_iterator(config, train_source, meta["data_iterator"])
+    skipped_files = list(meta["skipped_files"])
+    train_iter = _train_iterator(config, train_source, meta["data_iterator"], skipped_files)
     return Loop(
         config=config,
         workdir=workdir,
@@ -322,6 +333,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
         throughput=Throughput(data.batch_size),
         unlogged=list(meta["unlogged_metrics"]),
         nonfinite=dict(meta["nonfinite"]),
+        skipped_files=skipped_files,
         saved_step=start_step if resumed else -1,
     )
 
@@ -494,6 +506,11 @@ def finish(loop: Loop, step: int) -> dict:
         steps=step,
         epochs=step / loop.steps_per_epoch,
         train_images_per_sec=loop.throughput.images_per_sec(),
+        **(
+            {"skipped_files": sorted(loop.skipped_files)}
+            if loop.config.data.on_error == "skip"
+            else {}
+        ),
     )
     host_state = loop.strategy.host_state(loop.state)  # Collective: every process takes part.
     if progress.is_main_process():
