@@ -168,7 +168,8 @@ def _assign(config: ml_collections.ConfigDict, path: str, value) -> None:
         node[leaf] = value
     except (TypeError, ValueError) as e:
         raise ConfigError(
-            f"config key {path!r} expects {type(old).__name__}, got {value!r} ({e})"
+            f"config key {path!r} expects {type(old).__name__}, got {value!r} "
+            f"({' '.join(str(e).split())})"  # One line, whatever the value holds.
         ) from None
 
 
@@ -236,7 +237,55 @@ def load_config(
     from jaxseg import losses  # Imports jax, which the report command does without.
 
     losses.parse_terms(config.loss.terms)  # A bad term is an error before any work starts.
+    check(config)
     return config
+
+
+# key: (lowest value, or the valid values); what `check` requires of numbers and names.
+LIMITS = {
+    "seed": (0,),
+    "data.height": (1,),
+    "data.width": (1,),
+    "data.batch_size": (1,),
+    "data.eval_batch_size": (1,),
+    "data.workers": (0,),
+    "data.void": ("ignore", "class"),
+    "data.on_error": ("raise", "skip"),
+    "loss.aux_weight": (0.0,),
+    "optimizer.learning_rate": (0.0,),
+    "optimizer.warmup_steps": (0,),
+    "optimizer.weight_decay": (0.0,),
+    "train.epochs": (1,),
+    "train.patience": (0,),
+    "train.log_every_steps": (1,),
+    "train.checkpoint_every_steps": (0,),
+    "train.checkpoint_every_minutes": (0.0,),
+    "train.on_nan": ("skip", "stop"),
+    "train.max_skipped_in_a_row": (0,),
+    "train.accumulate_steps": (1,),
+}
+
+
+def _check_value(path: str, value, limits: tuple) -> None:
+    if isinstance(limits[0], str):
+        if value not in limits:
+            raise ConfigError(f"{path}={value!r}; valid: {', '.join(limits)}")
+        return
+    kind = int if isinstance(limits[0], int) else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value >= limits[0]:
+        expected = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{path}={value!r}; expected {expected} >= {limits[0]}")
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Types and ranges of the settings a run depends on, before any work starts.
+
+    Raises:
+      ConfigError: one line naming the key, the value and what it should be.
+    """
+    values = _leaf_paths(config)
+    for path, limits in LIMITS.items():
+        _check_value(path, values[path], limits)
 
 
 def _absolute_paths(config: ml_collections.ConfigDict) -> None:

@@ -58,6 +58,19 @@ def build_model(
         raise ConfigError(f"model {config.model.name!r}: {e}") from None
 
 
+def check_input_size(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError unless the model takes `data.height` x `data.width` inputs
+    (most need multiples of a power of two); traced abstractly, nothing is computed."""
+    model = build_model(config, 2)
+    shape = jax.ShapeDtypeStruct((1, config.data.height, config.data.width, 3), jnp.float32)
+    try:
+        jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), shape)
+    except ValueError as e:
+        raise ConfigError(
+            f"data.height={config.data.height}, data.width={config.data.width}: {e}"
+        ) from None
+
+
 def create_learning_rate(config: ml_collections.ConfigDict, total_updates: int) -> optax.Schedule:
     """The learning rate as a function of the optimizer update count."""
     opt = config.optimizer

@@ -35,6 +35,7 @@ from jaxseg import (
     state,
     steps,
 )
+from jaxseg.config import check as check_config
 from jaxseg.config import config_to_json
 from jaxseg.data import augment, formats, pipeline, sources
 from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError
@@ -281,13 +282,15 @@ def _train_iterator(
 
 def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     """Everything before the first step: data, devices, state (resumed or new), steps."""
+    check_config(config)
+    strategy = parallel.create(**config.parallel.to_dict())
+    parallel.check_batch_size(config.data.batch_size, strategy.mesh)
+    state.check_input_size(config)
     dataset = formats.config_dataset(config)
     config = resolve_labels(config, dataset)
     claim_workdir(config, workdir)
     data = config.data
     train_source = dataset.split("train")
-    strategy = parallel.create(**config.parallel.to_dict())
-    parallel.check_batch_size(data.batch_size, strategy.mesh)
     steps_per_epoch = len(train_source) // data.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{train_source.description}: fewer examples than batch size")

@@ -22,8 +22,6 @@ from jaxseg.data import augment as augment_lib
 from jaxseg.data import sources, transforms
 from jaxseg.errors import DataError
 
-ON_ERROR = ("raise", "skip")  # data.on_error: what a corrupt or inconsistent file does.
-
 
 def file_of(example: sources.Example | sources.EncodedExample) -> str:
     """The image file (or record) an example comes from."""
