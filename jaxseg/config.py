@@ -31,10 +31,11 @@ def defaults() -> ml_collections.ConfigDict:
         name="fcn",  # Key of jaxseg.models.MODELS.
         dtype="float32",  # Compute dtype ("float32", "bfloat16"); parameters stay float32.
         options=ml_collections.ConfigDict(),  # The model's keyword arguments.
-        # Start from other weights when the workdir has no checkpoint yet: a
-        # `jaxseg.convert` folder, "torchvision:ARCH" (the folder `jaxseg.convert --arch
-        # ARCH` writes into the cache by default), or "random_torchvision" (a converted
-        # randomly initialised torchvision model; needs the torch extra).
+        # Start from other weights when the workdir has no checkpoint yet: a finished
+        # run's workdir (its best weights, a fresh optimizer), a `jaxseg.convert` folder,
+        # "torchvision:ARCH" (the folder `jaxseg.convert --arch ARCH` writes into the
+        # cache by default), or "random_torchvision" (a converted randomly initialised
+        # torchvision model; needs the torch extra).
         init_from="",
         # Convolution kernels: "cpu" (formulations measured faster on the XLA CPU backend,
         # jaxseg.cpu_kernels), "xla" (plain XLA) or "auto" (cpu on the CPU backend).
@@ -190,11 +191,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         _assign(config, path.strip(), parse_value(text.strip()))
 
 
-def _flatten_dict(tree: dict, prefix: str = "") -> dict:
+def flatten_dict(tree: dict, prefix: str = "") -> dict:
+    """{"a.b": leaf}; the open sections (model.options, data.augment) stay whole."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value and prefix + key not in OPEN_SECTIONS:
-            flat.update(_flatten_dict(value, f"{prefix}{key}."))
+            flat.update(flatten_dict(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -205,7 +207,7 @@ def apply_profile(config: ml_collections.ConfigDict, name: str) -> dict:
     profile = config.profiles.get(name)
     if profile is None:
         return {}
-    flat = _flatten_dict(profile.to_dict())
+    flat = flatten_dict(profile.to_dict())
     for path, value in flat.items():
         _assign(config, path, value)
     return flat

@@ -179,8 +179,15 @@ def create(
 
 
 def with_pretrained(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
-    """The state with the weights of `model.init_from` merged in (unchanged without one)."""
-    pretrained = convert.load_init_from(config.model.init_from, config.model.name)
+    """The state with the weights of `model.init_from` merged in (unchanged without one):
+    converted weights, or a finished run's workdir (its best checkpoint's weights; the
+    optimizer starts afresh, as fine-tuning does)."""
+    init_from = config.model.init_from
+    if init_from and (Path(init_from) / "config.json").is_file():
+        run = restore(init_from)
+        pretrained = {"params": run.state.params, "batch_stats": run.state.batch_stats}
+    else:
+        pretrained = convert.load_init_from(init_from, config.model.name)
     if pretrained is None:
         return state
     variables = {"params": state.params, "batch_stats": state.batch_stats}

@@ -27,6 +27,7 @@ from jaxseg import (
     checkpoint,
     class_weights,
     evaluation,
+    files,
     inference,
     parallel,
     progress,
@@ -36,7 +37,7 @@ from jaxseg import (
     steps,
 )
 from jaxseg.config import check as check_config
-from jaxseg.config import config_to_json
+from jaxseg.config import config_to_json, flatten_dict
 from jaxseg.data import augment, formats, pipeline, sources
 from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError
 
@@ -127,27 +128,33 @@ def resolve_labels(config: ml_collections.ConfigDict, dataset: formats.Dataset):
     return config
 
 
-def claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """Writes config.json; a workdir of a run with another config is refused, not mixed.
+# Settings that say what the trained model is and what its outputs mean: a workdir refuses
+# to resume with others. Any other change (epochs, patience, workers, logging, the data
+# path, the optimizer, devices) is logged and accepted.
+MODEL_MEANING = ("model.name", "model.options", "model.dtype", "data.labels", "data.void", "loss.")
 
-    The `parallel` section may differ: a run resumes on any number of devices, in any mode.
-    """
+
+def claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Writes config.json; a workdir of a run whose model means something else is refused,
+    not mixed, and other changed settings are logged."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_json = config_to_json(config)
     config_path = workdir / "config.json"
-
-    def model_settings(config_dict: dict) -> dict:
-        return {key: value for key, value in config_dict.items() if key != "parallel"}
-
-    if config_path.exists() and model_settings(json.loads(config_path.read_text())) != (
-        model_settings(json.loads(config_json))
-    ):
-        raise ConfigError(
-            f"{config_path}: this workdir holds a run with a different config; "
-            "use a new --workdir or the same settings to resume"
+    if config_path.exists():
+        old, new = (
+            flatten_dict(json.loads(text)) for text in (config_path.read_text(), config_json)
         )
+        changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+        for key in changed:
+            if key.startswith(MODEL_MEANING):
+                raise ConfigError(
+                    f"{config_path}: this workdir's run has {key}={old.get(key)!r}, not "
+                    f"{new.get(key)!r}; use a new --workdir (model.init_from={workdir} "
+                    "fine-tunes from this run)"
+                )
+            logging.info("resuming with %s=%r (was %r)", key, new.get(key), old.get(key))
     if progress.is_main_process():
-        config_path.write_text(config_json + "\n")
+        files.write_atomic((config_json + "\n").encode(), config_path)
 
 
 @dataclasses.dataclass
