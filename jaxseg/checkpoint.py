@@ -13,11 +13,7 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from jaxseg.errors import JaxsegError
-
-
-class CheckpointError(JaxsegError):
-    """A checkpoint could not be written (read-only or full disk)."""
+from jaxseg.errors import WorkdirError
 
 
 def _manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
@@ -39,9 +35,7 @@ class Checkpoints:
             self.latest = _manager(directory / "latest", max_to_keep=2)
             self.best = _manager(directory / "best", max_to_keep=1)
         except OSError as e:
-            raise CheckpointError(
-                f"{directory}: cannot create the checkpoint folders ({e})"
-            ) from None
+            raise WorkdirError(f"{directory}: cannot create the checkpoint folders ({e})") from None
 
     def save(self, step: int, state, meta: dict, *, best: bool = False) -> None:
         """Saves `step` into `best/` (if `best`) and then `latest/`; a step a manager already
@@ -57,7 +51,7 @@ class Checkpoints:
                 try:
                     manager.save(step, args=args, force=True)
                 except OSError as e:
-                    raise CheckpointError(
+                    raise WorkdirError(
                         f"{manager.directory}: cannot write the checkpoint of step {step} ({e}); "
                         "the earlier checkpoints are intact"
                     ) from None

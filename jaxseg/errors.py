@@ -13,6 +13,10 @@ class ConfigError(JaxsegError):
     """An unknown experiment, key or value in a configuration."""
 
 
+class WorkdirError(JaxsegError):
+    """The workdir cannot be written (read-only or full disk); what was written stays."""
+
+
 class TrainingError(JaxsegError):
     """Training cannot go on as configured (e.g. it diverged); the message says what to change."""
 

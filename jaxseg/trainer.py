@@ -39,7 +39,7 @@ from jaxseg import (
 from jaxseg.config import check as check_config
 from jaxseg.config import config_to_json, flatten_dict
 from jaxseg.data import augment, formats, pipeline, sources
-from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError
+from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError, WorkdirError
 
 
 class EarlyStopping:
@@ -550,12 +550,18 @@ def train_and_evaluate(
     Raises:
       Interrupted: SIGTERM or SIGINT (noted from the start of this call) stopped training
         at the next step boundary, after saving a checkpoint there.
+      WorkdirError: the workdir could not be written (earlier checkpoints stay intact).
     """
     with StopSignals() as signals:
-        loop = prepare(config, Path(workdir))
         try:
-            step = run_steps(loop, stop_after_steps, signals)
-            return None if step is None else finish(loop, step)
-        finally:
-            loop.bar.close()
-            loop.checkpoints.close()
+            loop = prepare(config, Path(workdir))
+            try:
+                step = run_steps(loop, stop_after_steps, signals)
+                return None if step is None else finish(loop, step)
+            finally:
+                loop.bar.close()
+                loop.checkpoints.close()
+        except OSError as e:  # A read-only or full disk: the files already written stay.
+            raise WorkdirError(
+                f"{workdir}: cannot write {e.filename or ''} ({e.strerror})"
+            ) from None

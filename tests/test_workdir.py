@@ -1,17 +1,20 @@
 """A workdir resumes with changed settings unless the model's meaning changed; a finished
-run's workdir is a `model.init_from` (its best weights, a fresh optimizer)."""
+run's workdir is a `model.init_from` (its best weights, a fresh optimizer); a disk that
+cannot be written stops the run with one line and keeps the earlier checkpoints."""
 
+import errno
 import json
 import logging
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxseg import checkpoint, state, trainer
 from jaxseg.config import load_config
 from jaxseg.data.labels import IDD_LEVEL3
-from jaxseg.errors import ConfigError
+from jaxseg.errors import ConfigError, WorkdirError
 
 TINY = ["data.height=32", "data.width=64", "model.options={'widths': (4, 4)}"]
 
@@ -67,3 +70,24 @@ def test_init_from_a_finished_run_takes_its_best_weights_and_a_fresh_optimizer(t
     jax.tree.map(np.testing.assert_array_equal, started.params, trained.params)
     jax.tree.map(np.testing.assert_array_equal, started.opt_state, fresh.opt_state)
     assert int(started.step) == 0
+
+
+def test_a_full_disk_at_checkpoint_time_is_one_line_and_keeps_earlier_ones(tmp_path, monkeypatch):
+    saved = checkpoint.Checkpoints(tmp_path / "checkpoints")
+    tree = {"w": np.arange(4.0, dtype=np.float32)}
+    saved.save(1, tree, {"step": 1}, best=True)
+
+    def full(self, step, *args, **kwargs):
+        # What a full disk does to orbax's write of the temporary folder.
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.directory))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ocp.CheckpointManager, "save", full)
+        with pytest.raises(WorkdirError, match="cannot write the checkpoint of step 2") as e:
+            saved.save(2, {"w": tree["w"] + 1}, {"step": 2}, best=True)
+    assert "\n" not in str(e.value) and "the earlier checkpoints are intact" in str(e.value)
+    for which in ("latest", "best"):
+        state, meta = saved.restore(tree, which=which)
+        np.testing.assert_array_equal(state["w"], tree["w"])
+        assert meta == {"step": 1}
+    saved.close()
