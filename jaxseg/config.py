@@ -109,6 +109,9 @@ def _train_section() -> ml_collections.ConfigDict:
         # on (until max_skipped_in_a_row in a row; 0: no limit), "stop" ends with an error.
         on_nan="skip",
         max_skipped_in_a_row=10,
+        # Val examples (the first ones) drawn at each evaluation as a TensorBoard image:
+        # image | prediction | label overlays, one row each; 0: none.
+        tensorboard_images=2,
         # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
         accumulate_steps=1,
     )
@@ -265,6 +268,7 @@ LIMITS = {
     "train.on_nan": ("skip", "stop"),
     "train.max_skipped_in_a_row": (0,),
     "train.accumulate_steps": (1,),
+    "train.tensorboard_images": (0,),
 }
 
 

@@ -38,7 +38,7 @@ from jaxseg import (
 )
 from jaxseg.config import check as check_config
 from jaxseg.config import config_to_json, flatten_dict
-from jaxseg.data import augment, formats, pipeline, sources
+from jaxseg.data import augment, formats, pipeline, sources, transforms
 from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError, WorkdirError
 
 
@@ -405,6 +405,25 @@ def _log_window(loop: Loop, step: int) -> None:
     loop.bar.update(steps_done, loss=loss, img_s=steps_per_sec * batch_size)
 
 
+def _val_overlay(loop: Loop) -> np.ndarray:
+    """The first `train.tensorboard_images` val examples at the model's input size, a row
+    each: the image, the prediction's overlay and the label's overlay."""
+    space, config = loop.dataset.label_space, loop.config
+    host_state = loop.strategy.host_state(loop.state)  # Collective: every process takes part.
+    rows = []
+    for index in range(min(config.train.tensorboard_images, len(loop.val_source))):
+        try:
+            example = sources.load_example(loop.val_source[index], space)
+        except DataError:  # Already reported by the validation pass (data.on_error=skip).
+            continue
+        example = transforms.resize(example, config.data.height, config.data.width)
+        image, label = example["image"], example["label"]
+        prediction = inference.predict_ids(host_state, config, space, image)
+        overlays = [report.blend(image, ids, space) for ids in (prediction, label)]
+        rows.append(np.concatenate([image, *overlays], axis=1))
+    return np.concatenate(rows) if rows else np.zeros((1, 1, 3), np.uint8)
+
+
 def _end_epoch(loop: Loop, step: int) -> bool:
     """Validation, the epoch's log record and checkpoint; True when early stopping says so."""
     epoch = step // loop.steps_per_epoch
@@ -425,6 +444,8 @@ def _end_epoch(loop: Loop, step: int) -> bool:
         f"epoch {epoch}: val loss {result['loss']:.4f} "
         f"PA {result['pixel_accuracy']:.4f} mIoU {result['mean_iou']:.4f}"
     )
+    if loop.config.train.tensorboard_images:
+        loop.log.image("val_overlay", _val_overlay(loop), step)
     stop = loop.early_stopping.update(result["loss"])
     is_best = result["mean_iou"] > loop.best_mean_iou
     loop.best_mean_iou = max(loop.best_mean_iou, result["mean_iou"])
@@ -560,6 +581,7 @@ def train_and_evaluate(
                 return None if step is None else finish(loop, step)
             finally:
                 loop.bar.close()
+                loop.log.close()
                 loop.checkpoints.close()
         except OSError as e:  # A read-only or full disk: the files already written stay.
             raise WorkdirError(
