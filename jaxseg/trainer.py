@@ -204,9 +204,10 @@ class Loop:
             "early_stopping": self.early_stopping.state_dict(),
             "best_mean_iou": self.best_mean_iou,
             "data_iterator": self.train_iter.get_state(),
-            "unlogged_metrics": self.fetch_pending(),
-            "nonfinite": self.nonfinite,
-            "skipped_files": self.skipped_files,
+            # Copies: an asynchronous write may serialise them after they changed.
+            "unlogged_metrics": list(self.fetch_pending()),
+            "nonfinite": dict(self.nonfinite),
+            "skipped_files": list(self.skipped_files),
         }
         tree = state.checkpoint_tree(self.strategy.checkpoint_state(self.state))
         self.checkpoints.save(step, tree, meta, best=best)

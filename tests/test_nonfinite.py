@@ -23,6 +23,7 @@ TINY = [
     "data.workers=0",
     "model.options={'widths': (4, 4)}",
     "train.log_every_steps=3",
+    "train.tensorboard_images=0",
 ]
 
 

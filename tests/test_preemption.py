@@ -56,6 +56,7 @@ def _command(data, workdir):
         "train.patience=0",
         "train.log_every_steps=1",
         "train.checkpoint_every_steps=1",
+        "train.tensorboard_images=0",
     ]
     command = [sys.executable, "-m", "jaxseg.train", "--experiment", "baseline"]
     command += ["--data", str(data), "--workdir", str(workdir)]
