@@ -22,8 +22,8 @@ class MetricsLog:
     """Appends one JSON object per line; on resume drops records past the restored step.
 
     Each record's numbers also go to TensorBoard event files next to it, tagged by their
-    keys ({class: IoU} dicts as `KEY/CLASS`); on resume the events past the restored step
-    are purged (TensorBoard's purge step).
+    keys ({class: IoU} dicts as `KEY/CLASS`, spaces as "_"); on resume the events past the
+    restored step are purged (TensorBoard's purge step).
     """
 
     def __init__(self, path: Path, resume_step: int | None = None):
@@ -70,7 +70,9 @@ def _scalars(record: dict) -> dict[str, float]:
         for name, number in items:
             if isinstance(number, int | float) and not isinstance(number, bool):
                 if math.isfinite(number):
-                    flat[key if name is None else f"{key}/{name}"] = float(number)
+                    # TensorBoard tags hold no spaces ("traffic sign" -> traffic_sign).
+                    tag = key if name is None else f"{key}/{name.replace(' ', '_')}"
+                    flat[tag] = float(number)
     return flat
 
 

@@ -35,12 +35,17 @@ def test_events_hold_the_records_and_an_overlay_per_evaluation(synthetic_data, t
         read = [(e.step, e.value) for e in events.Scalars(key)]
         assert [s for s, _ in read] == [2, 4, 6, 8] == [s for s, _ in logged]
         np.testing.assert_allclose([v for _, v in read], [v for _, v in logged], rtol=1e-6)
-    for key in ("val_loss", "val_pixel_accuracy", "val_mean_iou", "val_iou/road"):
+    for key in ("val_loss", "val_pixel_accuracy", "val_mean_iou", "val_iou/traffic_sign"):
         assert [e.step for e in events.Scalars(key)] == [4, 8], key
     val = [r for r in records if "val_mean_iou" in r]
     assert events.Scalars("val_mean_iou")[-1].value == pytest.approx(val[-1]["val_mean_iou"])
     # Classes absent from the split have no IoU (null in metrics.jsonl, no event).
-    present = {f"val_iou/{c}" for r in val for c, iou in r["val_iou"].items() if iou is not None}
+    present = {
+        "val_iou/" + c.replace(" ", "_")
+        for r in val
+        for c, iou in r["val_iou"].items()
+        if iou is not None
+    }
     assert {t for t in tags["scalars"] if t.startswith("val_iou/")} == present
     overlays = events.Images("val_overlay")
     assert [e.step for e in overlays] == [4, 8]
