@@ -10,14 +10,10 @@ last complete checkpoint). On several hosts, every host runs the same command wi
 """
 
 import logging
-import shlex
-import signal
-import sys
 from pathlib import Path
 
 from jaxseg import cli, parallel, progress
 from jaxseg.config import load_config
-from jaxseg.errors import Interrupted
 from jaxseg.trainer import train_and_evaluate
 
 
@@ -57,16 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
         config = load_config(args.experiment, data=args.data, overrides=args.overrides)
         workdir = Path(args.workdir or Path("runs") / config.experiment)
-        try:
-            results = train_and_evaluate(config, workdir)
-        except Interrupted as e:
-            command = shlex.join(["python", "-m", "jaxseg.train", *(argv or sys.argv[1:])])
-            print(
-                f"{signal.Signals(e.signum).name}: stopped at step {e.step}, checkpoint saved "
-                f"in {e.workdir}; resume with: {command}",
-                file=sys.stderr,
-            )
-            sys.exit(128 + e.signum)
+        results = train_and_evaluate(config, workdir)
         if progress.is_main_process():
             print(
                 f"{config.experiment}: {results['split']} PA {results['pixel_accuracy']:.4f} "
