@@ -1,8 +1,11 @@
 """orbax checkpoints of a run: the train state plus JSON metadata (data iterator, epoch,
 early-stopping state). `latest/` keeps the newest two, `best/` the best by val mIoU.
 
-orbax writes each step into a temporary folder and renames it when complete, so a run
-killed while saving leaves the previous checkpoint intact.
+orbax writes each step into a temporary folder and renames it when complete, and deletes
+an older step only after the newer one is complete, so a run killed at any moment keeps its
+previous checkpoints intact; the temporary folders of a killed run are removed at the next
+start. On accelerators the writes are asynchronous (training goes on while orbax writes);
+on the CPU they are synchronous, as the writer threads would compete with XLA for the cores.
 """
 
 from pathlib import Path
@@ -10,10 +13,15 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
+from jaxseg.errors import WorkdirError
+
 
 def _manager(directory: Path, max_to_keep: int) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+        max_to_keep=max_to_keep,
+        create=True,
+        enable_async_checkpointing=jax.default_backend() != "cpu",
+        cleanup_tmp_directories=True,
     )
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
 
@@ -23,14 +31,30 @@ class Checkpoints:
 
     def __init__(self, directory: str | Path):
         directory = Path(directory).absolute()
-        self.latest = _manager(directory / "latest", max_to_keep=2)
-        self.best = _manager(directory / "best", max_to_keep=1)
+        try:
+            self.latest = _manager(directory / "latest", max_to_keep=2)
+            self.best = _manager(directory / "best", max_to_keep=1)
+        except OSError as e:
+            raise WorkdirError(f"{directory}: cannot create the checkpoint folders ({e})") from None
 
     def save(self, step: int, state, meta: dict, *, best: bool = False) -> None:
+        """Saves `step` into `best/` (if `best`) and then `latest/`; a step a manager already
+        holds (saved before the run was killed, then recomputed identically) is kept.
+
+        `best/` goes first: a run killed between the two writes resumes from the previous
+        latest step and recomputes this one, while the other order would resume past an
+        improvement that `best/` never received.
+        """
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        self.latest.save(step, args=args, force=True)
-        if best:
-            self.best.save(step, args=args, force=True)
+        for manager, wanted in ((self.best, best), (self.latest, True)):
+            if wanted and step not in manager.all_steps():
+                try:
+                    manager.save(step, args=args, force=True)
+                except OSError as e:
+                    raise WorkdirError(
+                        f"{manager.directory}: cannot write the checkpoint of step {step} ({e}); "
+                        "the earlier checkpoints are intact"
+                    ) from None
 
     def restore(self, template, *, which: str = "latest") -> tuple | None:
         """Restores (state, meta) of the newest step of `which`, or None if there is none.
@@ -38,6 +62,7 @@ class Checkpoints:
         `template` gives the tree structure, shapes, dtypes and shardings to restore into.
         """
         manager = getattr(self, which)
+        manager.wait_until_finished()
         step = manager.latest_step()
         if step is None:
             return None
@@ -51,5 +76,6 @@ class Checkpoints:
         return restored.state, restored.meta
 
     def close(self) -> None:
+        """Waits for writes in flight, then releases the managers."""
         self.latest.close()
         self.best.close()

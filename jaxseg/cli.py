@@ -5,11 +5,13 @@ import contextlib
 import logging
 import os
 import platform
+import shlex
+import signal
 import sys
 from collections.abc import Iterator
 
 from jaxseg.discovery import experiment_names
-from jaxseg.errors import JaxsegError
+from jaxseg.errors import Interrupted, JaxsegError
 
 DATA_HELP = (
     '"synthetic" (the built-in data), an IDD root (leftImg8bit/, gtFine/), a Cityscapes '
@@ -44,14 +46,29 @@ def add_experiment(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def command_line() -> str:
+    """The command this process runs, as `python -m MODULE ARGS` to run it again."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    module = spec.name if spec is not None else sys.argv[0]
+    return shlex.join(["python", "-m", module, *sys.argv[1:]])
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turns a user mistake (JaxsegError, a missing file) into `error: ...` and exit code 2."""
+    """Turns a user mistake (JaxsegError, a missing file) into `error: ...` and exit code 2,
+    and a training run stopped by a signal into how to resume and exit code 128 + signal."""
     try:
         yield
     except (JaxsegError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as e:
+        print(
+            f"{signal.Signals(e.signum).name}: stopped at step {e.step}, checkpoint saved in "
+            f"{e.workdir}; resume with: {command_line()}",
+            file=sys.stderr,
+        )
+        sys.exit(128 + e.signum)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)

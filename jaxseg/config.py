@@ -31,10 +31,11 @@ def defaults() -> ml_collections.ConfigDict:
         name="fcn",  # Key of jaxseg.models.MODELS.
         dtype="float32",  # Compute dtype ("float32", "bfloat16"); parameters stay float32.
         options=ml_collections.ConfigDict(),  # The model's keyword arguments.
-        # Start from other weights when the workdir has no checkpoint yet: a
-        # `jaxseg.convert` folder, "torchvision:ARCH" (the folder `jaxseg.convert --arch
-        # ARCH` writes into the cache by default), or "random_torchvision" (a converted
-        # randomly initialised torchvision model; needs the torch extra).
+        # Start from other weights when the workdir has no checkpoint yet: a finished
+        # run's workdir (its best weights, a fresh optimizer), a `jaxseg.convert` folder,
+        # "torchvision:ARCH" (the folder `jaxseg.convert --arch ARCH` writes into the
+        # cache by default), or "random_torchvision" (a converted randomly initialised
+        # torchvision model; needs the torch extra).
         init_from="",
         # Convolution kernels: "cpu" (formulations measured faster on the XLA CPU backend,
         # jaxseg.cpu_kernels), "xla" (plain XLA) or "auto" (cpu on the CPU backend).
@@ -52,6 +53,9 @@ def defaults() -> ml_collections.ConfigDict:
         eval_batch_size=4,
         void="ignore",  # "ignore" (no loss on void) or "class" (void is one more output).
         workers=2,  # grain worker processes; 0 decodes in the training process.
+        # A corrupt image, wrong-size label or unknown label id: "raise" (an error naming
+        # the file) or "skip" (logged, listed in results.json as "skipped_files").
+        on_error="raise",
         # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
         # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
         augment=ml_collections.ConfigDict(),
@@ -78,14 +82,7 @@ def defaults() -> ml_collections.ConfigDict:
         warmup_steps=0,
         weight_decay=0.0,
     )
-    config.train = _section(
-        epochs=30,
-        patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
-        log_every_steps=10,
-        checkpoint_every_steps=0,  # 0: only at epoch ends.
-        # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
-        accumulate_steps=1,
-    )
+    config.train = _train_section()
     # Data parallelism (jaxseg.parallel). None of these change the trained model, so a run
     # may resume with other values.
     config.parallel = _section(
@@ -98,6 +95,26 @@ def defaults() -> ml_collections.ConfigDict:
     # Overrides applied when the data is synthetic, so a run fits a 2-core CPU.
     config.profiles = _section(synthetic=ml_collections.ConfigDict())
     return config
+
+
+def _train_section() -> ml_collections.ConfigDict:
+    """The `train` section of `defaults()`."""
+    return _section(
+        epochs=30,
+        patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
+        log_every_steps=10,
+        checkpoint_every_steps=0,  # 0: only at epoch ends.
+        checkpoint_every_minutes=0.0,  # Also when this long since the last one; 0: never.
+        # Non-finite loss/gradients never update the model: "skip" logs the step and goes
+        # on (until max_skipped_in_a_row in a row; 0: no limit), "stop" ends with an error.
+        on_nan="skip",
+        max_skipped_in_a_row=10,
+        # Val examples (the first ones) drawn at each evaluation as a TensorBoard image:
+        # image | prediction | label overlays, one row each; 0: none.
+        tensorboard_images=2,
+        # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
+        accumulate_steps=1,
+    )
 
 
 def _section(**values) -> ml_collections.ConfigDict:
@@ -155,7 +172,8 @@ def _assign(config: ml_collections.ConfigDict, path: str, value) -> None:
         node[leaf] = value
     except (TypeError, ValueError) as e:
         raise ConfigError(
-            f"config key {path!r} expects {type(old).__name__}, got {value!r} ({e})"
+            f"config key {path!r} expects {type(old).__name__}, got {value!r} "
+            f"({' '.join(str(e).split())})"  # One line, whatever the value holds.
         ) from None
 
 
@@ -176,11 +194,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
         _assign(config, path.strip(), parse_value(text.strip()))
 
 
-def _flatten_dict(tree: dict, prefix: str = "") -> dict:
+def flatten_dict(tree: dict, prefix: str = "") -> dict:
+    """{"a.b": leaf}; the open sections (model.options, data.augment) stay whole."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value and prefix + key not in OPEN_SECTIONS:
-            flat.update(_flatten_dict(value, f"{prefix}{key}."))
+            flat.update(flatten_dict(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -191,7 +210,7 @@ def apply_profile(config: ml_collections.ConfigDict, name: str) -> dict:
     profile = config.profiles.get(name)
     if profile is None:
         return {}
-    flat = _flatten_dict(profile.to_dict())
+    flat = flatten_dict(profile.to_dict())
     for path, value in flat.items():
         _assign(config, path, value)
     return flat
@@ -223,7 +242,56 @@ def load_config(
     from jaxseg import losses  # Imports jax, which the report command does without.
 
     losses.parse_terms(config.loss.terms)  # A bad term is an error before any work starts.
+    check(config)
     return config
+
+
+# key: (lowest value, or the valid values); what `check` requires of numbers and names.
+LIMITS = {
+    "seed": (0,),
+    "data.height": (1,),
+    "data.width": (1,),
+    "data.batch_size": (1,),
+    "data.eval_batch_size": (1,),
+    "data.workers": (0,),
+    "data.void": ("ignore", "class"),
+    "data.on_error": ("raise", "skip"),
+    "loss.aux_weight": (0.0,),
+    "optimizer.learning_rate": (0.0,),
+    "optimizer.warmup_steps": (0,),
+    "optimizer.weight_decay": (0.0,),
+    "train.epochs": (1,),
+    "train.patience": (0,),
+    "train.log_every_steps": (1,),
+    "train.checkpoint_every_steps": (0,),
+    "train.checkpoint_every_minutes": (0.0,),
+    "train.on_nan": ("skip", "stop"),
+    "train.max_skipped_in_a_row": (0,),
+    "train.accumulate_steps": (1,),
+    "train.tensorboard_images": (0,),
+}
+
+
+def _check_value(path: str, value, limits: tuple) -> None:
+    if isinstance(limits[0], str):
+        if value not in limits:
+            raise ConfigError(f"{path}={value!r}; valid: {', '.join(limits)}")
+        return
+    kind = int if isinstance(limits[0], int) else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value >= limits[0]:
+        expected = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{path}={value!r}; expected {expected} >= {limits[0]}")
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Types and ranges of the settings a run depends on, before any work starts.
+
+    Raises:
+      ConfigError: one line naming the key, the value and what it should be.
+    """
+    values = _leaf_paths(config)
+    for path, limits in LIMITS.items():
+        _check_value(path, values[path], limits)
 
 
 def _absolute_paths(config: ml_collections.ConfigDict) -> None:

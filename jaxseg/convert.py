@@ -357,7 +357,7 @@ def init_from_path(init_from: str, arch: str) -> Path | None:
     if not (path / _META_FILE).is_file():
         raise ConversionError(
             f"model.init_from={init_from}: {path} holds no converted weights "
-            "(write them with `python -m jaxseg.convert`)"
+            "(write them with `python -m jaxseg.convert`, or name a jaxseg run's workdir)"
         )
     return path
 

@@ -11,3 +11,19 @@ class DataError(JaxsegError):
 
 class ConfigError(JaxsegError):
     """An unknown experiment, key or value in a configuration."""
+
+
+class WorkdirError(JaxsegError):
+    """The workdir cannot be written (read-only or full disk); what was written stays."""
+
+
+class TrainingError(JaxsegError):
+    """Training cannot go on as configured (e.g. it diverged); the message says what to change."""
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT stopped training at a step boundary after a checkpoint was saved."""
+
+    def __init__(self, signum: int, step: int, workdir: str):
+        super().__init__(f"signal {signum} at step {step}")
+        self.signum, self.step, self.workdir = signum, step, workdir

@@ -20,15 +20,21 @@ def eval_batch_size(requested: int, strategy: parallel.DataParallel) -> int:
 
 
 def eval_batches(
-    config: ml_collections.ConfigDict, source: sources.Source, strategy: parallel.DataParallel
+    config: ml_collections.ConfigDict,
+    source: sources.Source,
+    strategy: parallel.DataParallel,
+    skipped: list | None = None,
 ):
-    """This process's part of every evaluation batch of `source`."""
+    """This process's part of every evaluation batch of `source`; under
+    `data.on_error=skip` the files left out are appended to `skipped`."""
     return pipeline.eval_batches(
         source,
         height=config.data.height,
         width=config.data.width,
         batch_size=eval_batch_size(config.data.eval_batch_size, strategy),
         shard=(jax.process_index(), jax.process_count()),
+        on_error=config.data.on_error,
+        skipped=skipped,
     )
 
 
@@ -95,10 +101,11 @@ def evaluate_run(
     compiled = steps.compile_steps(
         config, strategy, run.label_space.num_classes, weights, train_state
     )
+    skipped = []
     result = evaluate(
         compiled.eval,
         train_state,
-        eval_batches(config, source, strategy),
+        eval_batches(config, source, strategy, skipped),
         strategy,
         run.label_space,
     )
@@ -112,6 +119,7 @@ def evaluate_run(
         steps=int(run.state.step),
         epochs=trained.get("epochs", 0.0),
         train_images_per_sec=trained.get("train_images_per_sec", 0.0),
+        **({"skipped_files": sorted(skipped)} if config.data.on_error == "skip" else {}),
     )
     if jax.process_index() == 0:
         results.write(workdir / f"eval_{split}.json", record)

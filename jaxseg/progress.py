@@ -1,4 +1,5 @@
-"""The one place that reports progress: a tqdm bar and the run's metrics.jsonl."""
+"""The one place that reports progress: a tqdm bar, the run's metrics.jsonl and the same
+records as TensorBoard events (written with tensorboardX, without TensorFlow)."""
 
 import json
 import math
@@ -6,9 +7,11 @@ import sys
 from pathlib import Path
 
 import jax
+import numpy as np
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from jaxseg.files import to_json
+from jaxseg.files import to_json, write_atomic
 
 
 def is_main_process() -> bool:
@@ -16,23 +19,61 @@ def is_main_process() -> bool:
 
 
 class MetricsLog:
-    """Appends one JSON object per line; on resume drops records past the restored step."""
+    """Appends one JSON object per line; on resume drops records past the restored step.
+
+    Each record's numbers also go to TensorBoard event files next to it, tagged by their
+    keys ({class: IoU} dicts as `KEY/CLASS`, spaces as "_"); on resume the events past the
+    restored step are purged (TensorBoard's purge step).
+    """
 
     def __init__(self, path: Path, resume_step: int | None = None):
         self.path = Path(path)
         self.enabled = is_main_process()
+        self.events = None
+        if self.enabled:
+            purge = None if resume_step is None else resume_step + 1
+            self.events = SummaryWriter(str(self.path.parent), purge_step=purge)
         if self.enabled and self.path.exists():
             records = read_metrics(self.path)
             if resume_step is not None:
                 records = [r for r in records if r.get("step", 0) <= resume_step]
             else:
                 records = []
-            self.path.write_text("".join(to_json(r) + "\n" for r in records))
+            # Atomic: a run killed while rewriting keeps the records.
+            write_atomic("".join(to_json(r) + "\n" for r in records).encode(), self.path)
 
     def write(self, record: dict) -> None:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(to_json(record) + "\n")
+            for tag, value in _scalars(record).items():
+                self.events.add_scalar(tag, value, record["step"])
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """An [H, W, 3] uint8 image as a TensorBoard image event."""
+        if self.enabled:
+            self.events.add_image(tag, image, step, dataformats="HWC")
+            self.events.flush()
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
+
+
+def _scalars(record: dict) -> dict[str, float]:
+    """The finite numbers of a record by tag (not its step and epoch)."""
+    flat = {}
+    for key, value in record.items():
+        if key in ("step", "epoch"):
+            continue
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for name, number in items:
+            if isinstance(number, int | float) and not isinstance(number, bool):
+                if math.isfinite(number):
+                    # TensorBoard tags hold no spaces ("traffic sign" -> traffic_sign).
+                    tag = key if name is None else f"{key}/{name.replace(' ', '_')}"
+                    flat[tag] = float(number)
+    return flat
 
 
 def read_metrics(path: Path) -> list[dict]:

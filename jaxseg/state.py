@@ -58,6 +58,19 @@ def build_model(
         raise ConfigError(f"model {config.model.name!r}: {e}") from None
 
 
+def check_input_size(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError unless the model takes `data.height` x `data.width` inputs
+    (most need multiples of a power of two); traced abstractly, nothing is computed."""
+    model = build_model(config, 2)
+    shape = jax.ShapeDtypeStruct((1, config.data.height, config.data.width, 3), jnp.float32)
+    try:
+        jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), shape)
+    except ValueError as e:
+        raise ConfigError(
+            f"data.height={config.data.height}, data.width={config.data.width}: {e}"
+        ) from None
+
+
 def create_learning_rate(config: ml_collections.ConfigDict, total_updates: int) -> optax.Schedule:
     """The learning rate as a function of the optimizer update count."""
     opt = config.optimizer
@@ -166,8 +179,15 @@ def create(
 
 
 def with_pretrained(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
-    """The state with the weights of `model.init_from` merged in (unchanged without one)."""
-    pretrained = convert.load_init_from(config.model.init_from, config.model.name)
+    """The state with the weights of `model.init_from` merged in (unchanged without one):
+    converted weights, or a finished run's workdir (its best checkpoint's weights; the
+    optimizer starts afresh, as fine-tuning does)."""
+    init_from = config.model.init_from
+    if init_from and (Path(init_from) / "config.json").is_file():
+        run = restore(init_from)
+        pretrained = {"params": run.state.params, "batch_stats": run.state.batch_stats}
+    else:
+        pretrained = convert.load_init_from(init_from, config.model.name)
     if pretrained is None:
         return state
     variables = {"params": state.params, "batch_stats": state.batch_stats}

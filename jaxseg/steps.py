@@ -90,8 +90,11 @@ def train_step(
 ) -> tuple[TrainState, dict]:
     """One optimizer step on `batch`.
 
-    With `axis_name` (pmap) gradients, statistics and metrics are averaged over that axis;
-    under jit with sharded batches XLA already works on the global batch.
+    A non-finite loss or gradient leaves the parameters, optimizer and BatchNorm state as
+    they were (only the step counter advances) and reports `finite` False, so a bad batch
+    never makes a NaN model; the loop applies `train.on_nan`. With `axis_name` (pmap)
+    gradients, statistics and metrics are averaged over that axis; under jit with sharded
+    batches XLA already works on the global batch.
     """
     dropout_rng = jax.random.fold_in(state.rng, state.step)
 
@@ -108,8 +111,13 @@ def train_step(
     (loss, updates), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     if axis_name is not None:
         grads, loss = jax.lax.pmean((grads, loss), axis_name)
-    state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
-    return state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updated = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    state = jax.tree.map(
+        lambda new, old: jnp.where(finite, new, old), updated, state.replace(step=updated.step)
+    )
+    return state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
 
 
 def predict_logits(state: TrainState, images: jax.Array, size: tuple[int, int]) -> jax.Array:

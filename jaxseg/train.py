@@ -3,8 +3,10 @@
 [--workdir DIR] [--set key=value ...]`.
 
 Writes config.json, metrics.jsonl, checkpoints/, results.json and report/ into the workdir
-(`jaxseg.trainer`); running the same command again resumes. On several hosts, every host
-runs the same command with `--coordinator HOST:PORT --num-processes N --process-id I`.
+(`jaxseg.trainer`); running the same command again resumes, also after SIGTERM or SIGINT
+(a checkpoint at the next step boundary, exit status 143 or 130) or a kill -9 (from the
+last complete checkpoint). On several hosts, every host runs the same command with
+`--coordinator HOST:PORT --num-processes N --process-id I`.
 """
 
 import logging

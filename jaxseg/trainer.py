@@ -13,6 +13,8 @@ import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from jaxseg import (
     checkpoint,
     class_weights,
     evaluation,
+    files,
     inference,
     parallel,
     progress,
@@ -33,9 +36,10 @@ from jaxseg import (
     state,
     steps,
 )
-from jaxseg.config import config_to_json
-from jaxseg.data import augment, formats, pipeline, sources
-from jaxseg.errors import ConfigError, DataError
+from jaxseg.config import check as check_config
+from jaxseg.config import config_to_json, flatten_dict
+from jaxseg.data import augment, formats, pipeline, sources, transforms
+from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError, WorkdirError
 
 
 class EarlyStopping:
@@ -54,8 +58,38 @@ class EarlyStopping:
             self.bad_epochs += 1
         return self.patience > 0 and self.bad_epochs >= self.patience
 
+    @property
+    def stopped(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
     def state_dict(self) -> dict:
         return {"best_loss": self.best_loss, "bad_epochs": self.bad_epochs}
+
+
+class StopSignals:
+    """Notes SIGTERM and SIGINT instead of acting on them, so the loop checkpoints at the
+    next step boundary; a second signal of the same kind acts at once (the old handler).
+    Handlers can only be set from the main thread; elsewhere nothing is installed."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum: int, frame) -> None:
+        self.received = signum
+        signal.signal(signum, self._previous[signum])
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 class Throughput:
@@ -94,27 +128,33 @@ def resolve_labels(config: ml_collections.ConfigDict, dataset: formats.Dataset):
     return config
 
 
-def claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
-    """Writes config.json; a workdir of a run with another config is refused, not mixed.
+# Settings that say what the trained model is and what its outputs mean: a workdir refuses
+# to resume with others. Any other change (epochs, patience, workers, logging, the data
+# path, the optimizer, devices) is logged and accepted.
+MODEL_MEANING = ("model.name", "model.options", "model.dtype", "data.labels", "data.void", "loss.")
 
-    The `parallel` section may differ: a run resumes on any number of devices, in any mode.
-    """
+
+def claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Writes config.json; a workdir of a run whose model means something else is refused,
+    not mixed, and other changed settings are logged."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_json = config_to_json(config)
     config_path = workdir / "config.json"
-
-    def model_settings(config_dict: dict) -> dict:
-        return {key: value for key, value in config_dict.items() if key != "parallel"}
-
-    if config_path.exists() and model_settings(json.loads(config_path.read_text())) != (
-        model_settings(json.loads(config_json))
-    ):
-        raise ConfigError(
-            f"{config_path}: this workdir holds a run with a different config; "
-            "use a new --workdir or the same settings to resume"
+    if config_path.exists():
+        old, new = (
+            flatten_dict(json.loads(text)) for text in (config_path.read_text(), config_json)
         )
+        changed = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
+        for key in changed:
+            if key.startswith(MODEL_MEANING):
+                raise ConfigError(
+                    f"{config_path}: this workdir's run has {key}={old.get(key)!r}, not "
+                    f"{new.get(key)!r}; use a new --workdir (model.init_from={workdir} "
+                    "fine-tunes from this run)"
+                )
+            logging.info("resuming with %s=%r (was %r)", key, new.get(key), old.get(key))
     if progress.is_main_process():
-        config_path.write_text(config_json + "\n")
+        files.write_atomic((config_json + "\n").encode(), config_path)
 
 
 @dataclasses.dataclass
@@ -140,10 +180,19 @@ class Loop:
     log: progress.MetricsLog
     bar: progress.Progress
     throughput: Throughput
+    # Train metrics since the last log record: device outputs (`pending`) and host floats
+    # (`unlogged`, also saved in checkpoints so a resumed run logs the same windows).
+    unlogged: list
+    nonfinite: dict  # {"in_a_row": int, "skipped": int}: updates skipped by train.on_nan.
+    skipped_files: list  # Files left out under data.on_error=skip (training and validation).
+    pending: list = dataclasses.field(default_factory=list)
     saved_step: int = -1
+    saved_at: float = dataclasses.field(default_factory=time.monotonic)
 
     def validate(self) -> dict:
-        batches = evaluation.eval_batches(self.config, self.val_source, self.strategy)
+        batches = evaluation.eval_batches(
+            self.config, self.val_source, self.strategy, self.skipped_files
+        )
         return evaluation.evaluate(
             self.steps.eval, self.state, batches, self.strategy, self.dataset.label_space
         )
@@ -155,10 +204,28 @@ class Loop:
             "early_stopping": self.early_stopping.state_dict(),
             "best_mean_iou": self.best_mean_iou,
             "data_iterator": self.train_iter.get_state(),
+            # Copies: an asynchronous write may serialise them after they changed.
+            "unlogged_metrics": list(self.fetch_pending()),
+            "nonfinite": dict(self.nonfinite),
+            "skipped_files": list(self.skipped_files),
         }
         tree = state.checkpoint_tree(self.strategy.checkpoint_state(self.state))
         self.checkpoints.save(step, tree, meta, best=best)
-        self.saved_step = step
+        self.saved_step, self.saved_at = step, time.monotonic()
+
+    def fetch_pending(self) -> list[dict]:
+        """The train metrics not logged yet, as host floats (fetching the pending ones)."""
+        if self.pending:
+            self.unlogged += [
+                {
+                    "loss": float(m["loss"]),
+                    "grad_norm": float(m["grad_norm"]),
+                    "finite": bool(m["finite"]),
+                }
+                for m in self.strategy.fetch(self.pending)
+            ]
+            self.pending = []
+        return self.unlogged
 
 
 def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_updates):
@@ -184,15 +251,54 @@ def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_up
     return strategy.unreplicated(train_state), created.learning_rate, None
 
 
+# The checkpoint metadata of a run that starts afresh (and the defaults of keys that
+# checkpoints of older versions lack).
+RUN_START = {
+    "early_stopping": {},
+    "best_mean_iou": -1.0,
+    "data_iterator": None,
+    "unlogged_metrics": [],
+    "nonfinite": {"in_a_row": 0, "skipped": 0},
+    "skipped_files": [],
+}
+
+
+def _train_iterator(
+    config: ml_collections.ConfigDict, source: sources.Source, saved_state, skipped: list
+):
+    """This process's iterator over the training batches, at `saved_state` if not None;
+    under `data.on_error=skip` the files left out are appended to `skipped`."""
+    data = config.data
+    train_iter = iter(
+        pipeline.train_dataset(
+            source,
+            height=data.height,
+            width=data.width,
+            batch_size=data.batch_size,
+            seed=config.seed,
+            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
+            workers=data.workers,
+            shard=(jax.process_index(), jax.process_count()),
+            on_error=data.on_error,
+            skipped=skipped,
+        )
+    )
+    if saved_state is not None:
+        train_iter.set_state(saved_state)
+    return train_iter
+
+
 def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     """Everything before the first step: data, devices, state (resumed or new), steps."""
+    check_config(config)
+    strategy = parallel.create(**config.parallel.to_dict())
+    parallel.check_batch_size(config.data.batch_size, strategy.mesh)
+    state.check_input_size(config)
     dataset = formats.config_dataset(config)
     config = resolve_labels(config, dataset)
     claim_workdir(config, workdir)
     data = config.data
     train_source = dataset.split("train")
-    strategy = parallel.create(**config.parallel.to_dict())
-    parallel.check_batch_size(data.batch_size, strategy.mesh)
     steps_per_epoch = len(train_source) // data.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{train_source.description}: fewer examples than batch size")
@@ -212,22 +318,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     weights = class_weights.for_config(config, workdir, dataset.label_space, outputs, train_source)
     num_classes = dataset.label_space.num_classes
     compiled = steps.compile_steps(config, strategy, num_classes, weights, train_state)
-    train_iter = iter(
-        pipeline.train_dataset(
-            train_source,
-            height=data.height,
-            width=data.width,
-            batch_size=data.batch_size,
-            seed=config.seed,
-            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
-            workers=data.workers,
-            shard=(jax.process_index(), jax.process_count()),
-        )
-    )
     resumed = meta is not None
-    meta = meta or {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
-    if meta["data_iterator"] is not None:
-        train_iter.set_state(meta["data_iterator"])
+    meta = {**RUN_START, **(meta or {})}
+    skipped_files = list(meta["skipped_files"])
+    train_iter = _train_iterator(config, train_source, meta["data_iterator"], skipped_files)
     return Loop(
         config=config,
         workdir=workdir,
@@ -248,32 +342,87 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
         log=progress.MetricsLog(workdir / "metrics.jsonl", start_step if resumed else None),
         bar=progress.Progress(total_steps, start_step, config.experiment),
         throughput=Throughput(data.batch_size),
+        unlogged=list(meta["unlogged_metrics"]),
+        nonfinite=dict(meta["nonfinite"]),
+        skipped_files=skipped_files,
         saved_step=start_step if resumed else -1,
     )
 
 
-def _log_window(loop: Loop, pending: list, step: int) -> None:
-    """Logs the train records of the steps since the last log."""
-    host = loop.strategy.fetch(pending)
-    loss = float(np.mean([m["loss"] for m in host]))
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"non-finite training loss {loss} at step {step}")
+def _check_finite(loop: Loop, records: list[dict], first_step: int) -> list[int]:
+    """Applies `train.on_nan` to the steps `first_step`, ... of `records` (whose non-finite
+    updates the train step already left out); returns the skipped steps.
+
+    Raises:
+      TrainingError: a non-finite step under `on_nan=stop`, or too many in a row.
+    """
+    skipped, per_epoch = [], loop.steps_per_epoch
+    on_nan, limit = loop.config.train.on_nan, loop.config.train.max_skipped_in_a_row
+    for step, record in enumerate(records, start=first_step):
+        if record["finite"]:
+            loop.nonfinite["in_a_row"] = 0
+            continue
+        loop.nonfinite["in_a_row"] += 1
+        loop.nonfinite["skipped"] += 1
+        in_a_row = loop.nonfinite["in_a_row"]
+        where = (
+            f"step {step} (epoch {(step - 1) // per_epoch + 1}, batch {(step - 1) % per_epoch + 1})"
+        )
+        if on_nan == "stop" or (limit and in_a_row >= limit):
+            raise TrainingError(
+                f"non-finite loss or gradients at {where}"
+                + (f", {in_a_row} in a row" if on_nan == "skip" else "")
+                + "; the model keeps its last finite update. Lower optimizer.learning_rate, "
+                "check the data, or raise train.max_skipped_in_a_row (train.on_nan=skip)"
+            )
+        logging.warning("non-finite loss or gradients at %s: update skipped", where)
+        skipped.append(step)
+    return skipped
+
+
+def _log_window(loop: Loop, step: int) -> None:
+    """Logs the train record of the steps since the last log (mean loss of the finite
+    ones, the skipped ones by step)."""
+    records, loop.unlogged = loop.fetch_pending(), []
+    skipped = _check_finite(loop, records, step - len(records) + 1)
+    finite = [r for r in records if r["finite"]]
+    loss = float(np.mean([r["loss"] for r in finite])) if finite else math.nan
     steps_done, steps_per_sec = loop.throughput.end_window()
     batch_size = loop.config.data.batch_size
-    loop.log.write(
-        {
-            "step": step,
-            "epoch": step / loop.steps_per_epoch,
-            "train_loss": loss,
-            "train_grad_norm": float(host[-1]["grad_norm"]),
-            "learning_rate": float(
-                loop.learning_rate((step - 1) // loop.config.train.accumulate_steps)
-            ),
-            "steps_per_sec": steps_per_sec,
-            "images_per_sec": steps_per_sec * batch_size,
-        }
-    )
+    record = {
+        "step": step,
+        "epoch": step / loop.steps_per_epoch,
+        "train_loss": loss,
+        "train_grad_norm": finite[-1]["grad_norm"] if finite else math.nan,
+        "learning_rate": float(
+            loop.learning_rate((step - 1) // loop.config.train.accumulate_steps)
+        ),
+        "steps_per_sec": steps_per_sec,
+        "images_per_sec": steps_per_sec * batch_size,
+    }
+    if skipped:
+        record["train_skipped_steps"] = skipped
+    loop.log.write(record)
     loop.bar.update(steps_done, loss=loss, img_s=steps_per_sec * batch_size)
+
+
+def _val_overlay(loop: Loop) -> np.ndarray:
+    """The first `train.tensorboard_images` val examples at the model's input size, a row
+    each: the image, the prediction's overlay and the label's overlay."""
+    space, config = loop.dataset.label_space, loop.config
+    host_state = loop.strategy.host_state(loop.state)  # Collective: every process takes part.
+    rows = []
+    for index in range(min(config.train.tensorboard_images, len(loop.val_source))):
+        try:
+            example = sources.load_example(loop.val_source[index], space)
+        except DataError:  # Already reported by the validation pass (data.on_error=skip).
+            continue
+        example = transforms.resize(example, config.data.height, config.data.width)
+        image, label = example["image"], example["label"]
+        prediction = inference.predict_ids(host_state, config, space, image)
+        overlays = [report.blend(image, ids, space) for ids in (prediction, label)]
+        rows.append(np.concatenate([image, *overlays], axis=1))
+    return np.concatenate(rows) if rows else np.zeros((1, 1, 3), np.uint8)
 
 
 def _end_epoch(loop: Loop, step: int) -> bool:
@@ -296,6 +445,8 @@ def _end_epoch(loop: Loop, step: int) -> bool:
         f"epoch {epoch}: val loss {result['loss']:.4f} "
         f"PA {result['pixel_accuracy']:.4f} mIoU {result['mean_iou']:.4f}"
     )
+    if loop.config.train.tensorboard_images:
+        loop.log.image("val_overlay", _val_overlay(loop), step)
     stop = loop.early_stopping.update(result["loss"])
     is_best = result["mean_iou"] > loop.best_mean_iou
     loop.best_mean_iou = max(loop.best_mean_iou, result["mean_iou"])
@@ -307,26 +458,45 @@ def _end_epoch(loop: Loop, step: int) -> bool:
     return stop
 
 
-def run_steps(loop: Loop, stop_after_steps: int | None = None) -> int | None:
+def _checkpoint_due(loop: Loop, step: int) -> bool:
+    every, minutes = (
+        loop.config.train.checkpoint_every_steps,
+        loop.config.train.checkpoint_every_minutes,
+    )
+    if every and step % every == 0:
+        return True
+    return bool(minutes) and time.monotonic() - loop.saved_at >= 60 * minutes
+
+
+def run_steps(
+    loop: Loop, stop_after_steps: int | None = None, signals: StopSignals | None = None
+) -> int | None:
     """Trains until the last step or early stopping; returns the final step, or None when
-    stopped (checkpointed) after `stop_after_steps` steps of this invocation."""
-    step, pending = loop.start_step, []
-    every = loop.config.train.checkpoint_every_steps
+    stopped (checkpointed) after `stop_after_steps` steps of this invocation.
+
+    Raises:
+      Interrupted: `signals` received SIGTERM or SIGINT; the step it ended is checkpointed.
+    """
+    step = loop.start_step
+    if loop.early_stopping.stopped:  # Resumed after the run had stopped early.
+        return step
     while step < loop.total_steps:
         batch = loop.strategy.place_batch(next(loop.train_iter))
         loop.state, step_metrics = loop.steps.train(loop.state, batch)
         step += 1
         loop.throughput.step()
-        pending.append(step_metrics)
+        loop.pending.append(step_metrics)
         end_of_epoch = step % loop.steps_per_epoch == 0
         if step % loop.config.train.log_every_steps == 0 or end_of_epoch:
-            _log_window(loop, pending, step)
-            pending = []
+            _log_window(loop, step)
         if end_of_epoch:
             if _end_epoch(loop, step):
                 return step
-        elif every and step % every == 0:
+        elif _checkpoint_due(loop, step):
             loop.save(step)
+        if signals is not None and signals.received is not None:
+            loop.save(step)
+            raise Interrupted(signals.received, step, str(loop.workdir))
         if stop_after_steps is not None and step - loop.start_step >= stop_after_steps:
             loop.save(step)
             return None
@@ -368,6 +538,11 @@ def finish(loop: Loop, step: int) -> dict:
         steps=step,
         epochs=step / loop.steps_per_epoch,
         train_images_per_sec=loop.throughput.images_per_sec(),
+        **(
+            {"skipped_files": sorted(loop.skipped_files)}
+            if loop.config.data.on_error == "skip"
+            else {}
+        ),
     )
     host_state = loop.strategy.host_state(loop.state)  # Collective: every process takes part.
     if progress.is_main_process():
@@ -393,11 +568,23 @@ def train_and_evaluate(
 
     Returns:
       The results.json record, or None when stopped early by `stop_after_steps`.
+
+    Raises:
+      Interrupted: SIGTERM or SIGINT (noted from the start of this call) stopped training
+        at the next step boundary, after saving a checkpoint there.
+      WorkdirError: the workdir could not be written (earlier checkpoints stay intact).
     """
-    loop = prepare(config, Path(workdir))
-    try:
-        step = run_steps(loop, stop_after_steps)
-        return None if step is None else finish(loop, step)
-    finally:
-        loop.bar.close()
-        loop.checkpoints.close()
+    with StopSignals() as signals:
+        try:
+            loop = prepare(config, Path(workdir))
+            try:
+                step = run_steps(loop, stop_after_steps, signals)
+                return None if step is None else finish(loop, step)
+            finally:
+                loop.bar.close()
+                loop.log.close()
+                loop.checkpoints.close()
+        except OSError as e:  # A read-only or full disk: the files already written stay.
+            raise WorkdirError(
+                f"{workdir}: cannot write {e.filename or ''} ({e.strerror})"
+            ) from None

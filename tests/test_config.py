@@ -1,10 +1,14 @@
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaxseg.config import apply_overrides, defaults, load_config, saved_config
+from jaxseg.config import LIMITS, apply_overrides, check, defaults, load_config, saved_config
 from jaxseg.discovery import experiment_names
 from jaxseg.errors import ConfigError
+from jaxseg.state import check_input_size
 
 
 def test_synthetic_profile_applies_and_user_overrides_win():
@@ -109,3 +113,54 @@ def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
     assert config.model.init_from == str(tmp_path / "weights" / "deeplabv3_resnet101")
     assert load_config("transfer", data="idd").model.init_from == "torchvision:deeplabv3_resnet101"
     assert defaults().data.labels == "auto"
+
+
+# Keys the config check covers, with values of every kind a user might type.
+CHECKED = sorted(LIMITS)
+VALUES = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=8),
+    st.sampled_from(["skip", "stop", "raise", "ignore", "class"]),
+    st.lists(st.integers(0, 3), max_size=2),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(CHECKED), VALUES), min_size=1, max_size=3))
+def test_generated_overrides_validate_or_give_a_one_line_error(overrides):
+    texts = [f"{key}={value!r}" for key, value in overrides]
+    try:
+        config = load_config("baseline", data="/unused", overrides=texts)
+    except ConfigError as e:
+        message = str(e)
+        assert "\n" not in message and any(key in message for key, _ in overrides), message
+        return
+    check(config)  # What was accepted holds the limits, e.g. data.height >= 1.
+    for key, value in dict(overrides).items():  # The last override of a key wins.
+        section, name = key.split(".") if "." in key else (None, key)
+        got = config[section][name] if section else config[name]
+        assert got == value or (isinstance(value, str) and str(got) == value)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("train.epochs=0", "train.epochs=0; expected an integer >= 1"),
+        ("data.on_error='ignore'", "data.on_error='ignore'; valid: raise, skip"),
+        ("train.on_nan='maybe'", "train.on_nan='maybe'; valid: skip, stop"),
+        ("optimizer.learning_rate=-0.1", "optimizer.learning_rate=-0.1; expected a number >= 0"),
+        ("train.checkpoint_every_minutes=nan", "expects float"),
+    ],
+)
+def test_bad_values_are_named(override, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config("baseline", data="/unused", overrides=[override])
+
+
+def test_image_size_must_suit_the_model():
+    config = load_config("baseline", data="/unused", overrides=["data.height=100"])
+    with pytest.raises(ConfigError, match=r"data.height=100, data.width=1920: .*multiples of 32"):
+        check_input_size(config)

@@ -11,6 +11,7 @@ batches as a single process would.
 """
 
 import functools
+import logging
 from collections.abc import Iterator
 
 import grain
@@ -19,10 +20,38 @@ from absl import flags
 
 from jaxseg.data import augment as augment_lib
 from jaxseg.data import sources, transforms
+from jaxseg.errors import DataError
 
 
-def _load_resized(example: sources.Example, label_space, height: int, width: int) -> dict:
-    return transforms.resize(sources.load_example(example, label_space), height, width)
+def file_of(example: sources.Example | sources.EncodedExample) -> str:
+    """The image file (or record) an example comes from."""
+    return example.image_path if isinstance(example, sources.Example) else example.origin
+
+
+def _skip(error: DataError, example, skipped: list | None) -> None:
+    """Logs a bad example and lists its file in `skipped` (once)."""
+    logging.warning("skipped %s", error)
+    if skipped is not None and file_of(example) not in skipped:
+        skipped.append(file_of(example))
+
+
+def _load_at(
+    index: int, *, source, height: int, width: int, on_error: str, skipped: list | None
+) -> dict:
+    """Example `index` decoded and resized. With on_error="skip", a bad file is logged and
+    the next readable example of the source takes its place: batches keep their shape and
+    the stream stays a function of the seed (so resuming stays exact)."""
+    for offset in range(len(source)):
+        example = source[(index + offset) % len(source)]
+        try:
+            decoded = sources.load_example(example, source.label_space)
+        except DataError as e:
+            if on_error == "raise":
+                raise
+            _skip(e, example, skipped)
+        else:
+            return transforms.resize(decoded, height, width)
+    raise DataError(f"{source.description}: no readable example")
 
 
 def train_dataset(
@@ -35,6 +64,8 @@ def train_dataset(
     augment: augment_lib.Augmentation | None = None,
     workers: int = 0,
     shard: tuple[int, int] = (0, 1),
+    on_error: str = "raise",
+    skipped: list | None = None,
 ) -> grain.IterDataset:
     """Endless training batches {"image": [B,H,W,3] f32, "label": [B,H,W] i32}.
 
@@ -47,21 +78,19 @@ def train_dataset(
       shard: (index, count) of this process, which reads rows [index * B / count, ...) of
         every global batch: the global batches are the same, in the same order, for any
         process count, and so is the iterator state (the number of batches read).
+      on_error: "raise" (a DataError naming the file) or "skip" (see `_load_at`).
+      skipped: gets the files skipped; only those decoded in this process (workers=0),
+        as worker processes log theirs but cannot append here.
     """
     index, count = shard
     if len(source) < batch_size:
         raise ValueError(f"{source.description}: {len(source)} examples < batch size {batch_size}")
-    dataset = (
-        grain.MapDataset.source(source)
-        .seed(seed)
-        .shuffle()
-        .repeat()
-        .map(
-            functools.partial(
-                _load_resized, label_space=source.label_space, height=height, width=width
-            )
-        )
+    # Shuffling indices gives the order shuffling the source would; the index lets a
+    # skipped example be replaced.
+    load = functools.partial(
+        _load_at, source=source, height=height, width=width, on_error=on_error, skipped=skipped
     )
+    dataset = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat().map(load)
     if augment is not None:
         dataset = dataset.random_map(augment)
     # Local batches are consecutive slices of the stream, and global batch s is local
@@ -81,10 +110,23 @@ def train_dataset(
     return dataset
 
 
-def _prepare_eval(example: sources.Example, label_space, height: int, width: int) -> dict:
+def _prepare_eval(
+    example: sources.Example,
+    label_space,
+    height: int,
+    width: int,
+    on_error: str = "raise",
+    skipped: list | None = None,
+) -> dict | None:
     """Image resized to the model's input size; label kept at its own resolution, where
-    the metrics are computed."""
-    decoded = sources.load_example(example, label_space)
+    the metrics are computed. None for a bad file under on_error="skip"."""
+    try:
+        decoded = sources.load_example(example, label_space)
+    except DataError as e:
+        if on_error == "raise":
+            raise
+        _skip(e, example, skipped)
+        return None
     model_input = transforms.to_model_input(transforms.resize(decoded, height, width))
     return {**model_input, "label": decoded["label"].astype(np.int32)}
 
@@ -104,6 +146,8 @@ def eval_batches(
     width: int,
     batch_size: int,
     shard: tuple[int, int] = (0, 1),
+    on_error: str = "raise",
+    skipped: list | None = None,
 ) -> Iterator[dict]:
     """Every example once as full batches {"image", "label", "mask" [B] bool of real ones}.
 
@@ -115,14 +159,23 @@ def eval_batches(
       shard: (index, count) of this process, which gets rows [index * B / count, ...) of
         each global batch. Every process decodes the whole split to group it by label size
         the same way (simple; evaluation splits are small).
+      on_error: "raise" (a DataError naming the file) or "skip" (leave the example out,
+        log it and append its file to `skipped`).
     """
     index, count = shard
     rows = slice(index * batch_size // count, (index + 1) * batch_size // count)
-    dataset = grain.MapDataset.source(source).map(
-        functools.partial(_prepare_eval, label_space=source.label_space, height=height, width=width)
+    prepare = functools.partial(
+        _prepare_eval,
+        label_space=source.label_space,
+        height=height,
+        width=width,
+        on_error=on_error,
+        skipped=skipped,
     )
     pending: dict[tuple, list] = {}
-    for example in dataset:
+    for example in map(prepare, (source[i] for i in range(len(source)))):
+        if example is None:
+            continue
         group = pending.setdefault(example["label"].shape, [])
         group.append(example)
         if len(group) == batch_size:
