@@ -81,12 +81,15 @@ def train_dataset(
     return dataset
 
 
-def _prepare_eval(example: sources.Example, label_space, height: int, width: int) -> dict:
-    """Image resized to the model's input size; label kept at its own resolution, where
-    the metrics are computed."""
+def _prepare_eval(
+    example: sources.Example, label_space, height: int | None, width: int | None
+) -> dict:
+    """Image resized to the model's input size (kept at its own size when `height` is
+    None); label kept at its own resolution, where the metrics are computed."""
     decoded = sources.load_example(example, label_space)
-    model_input = transforms.to_model_input(transforms.resize(decoded, height, width))
-    return {**model_input, "label": decoded["label"].astype(np.int32)}
+    if height is not None:
+        decoded = {**transforms.resize(decoded, height, width), "label": decoded["label"]}
+    return {**transforms.to_model_input(decoded), "label": decoded["label"].astype(np.int32)}
 
 
 def _stack(examples: list[dict], batch_size: int) -> dict:
@@ -100,15 +103,16 @@ def _stack(examples: list[dict], batch_size: int) -> dict:
 def eval_batches(
     source: sources.Source,
     *,
-    height: int,
-    width: int,
+    height: int | None,
+    width: int | None,
     batch_size: int,
     shard: tuple[int, int] = (0, 1),
 ) -> Iterator[dict]:
     """Every example once as full batches {"image", "label", "mask" [B] bool of real ones}.
 
     Labels keep their native resolution, so predictions are scored at the label's size;
-    examples are batched with others of the same label size (IDD mixes sizes).
+    examples are batched with others of the same image and label size (IDD mixes sizes).
+    Images are resized to (height, width), or keep their own size when both are None.
 
     Args:
       batch_size: the global batch size B.
@@ -123,7 +127,7 @@ def eval_batches(
     )
     pending: dict[tuple, list] = {}
     for example in dataset:
-        group = pending.setdefault(example["label"].shape, [])
+        group = pending.setdefault((example["image"].shape, example["label"].shape), [])
         group.append(example)
         if len(group) == batch_size:
             yield _rows(_stack(group, batch_size), rows)
