@@ -49,6 +49,7 @@ class Segmenter:
       config: the run's config (its `eval` section is the mode).
       label_space: the classes, their names and colours.
       options: the evaluation mode.
+      num_outputs: K of `probabilities`: the classes, plus void under `data.void: class`.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class Segmenter:
         self.config = config
         self.label_space = label_space
         self.options = segment.options(config)
+        self.num_outputs = state.num_outputs(config, label_space)
         self._variables = steps.eval_variables(train_state)
         bound = {"apply_fn": train_state.apply_fn, "options": self.options}
         self._log_p = jax.jit(
