@@ -22,7 +22,7 @@ def parser(module: str, description: str) -> argparse.ArgumentParser:
     """An argument parser whose usage line reads `python -m MODULE`; sets up logging."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Library loggers (absl, orbax) are chatty at INFO; keep ours.
-    for name in ("absl", "orbax", "jax"):
+    for name in ("absl", "orbax", "jax", "jax2onnx", "onnx_ir"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return argparse.ArgumentParser(prog=f"python -m {module}", description=description)
 
