@@ -98,14 +98,15 @@ def resolve_labels(config: ml_collections.ConfigDict, dataset: formats.Dataset):
 def claim_workdir(config: ml_collections.ConfigDict, workdir: Path) -> None:
     """Writes config.json; a workdir of a run with another config is refused, not mixed.
 
-    The `parallel` section may differ: a run resumes on any number of devices, in any mode.
+    The `parallel` and `eval` sections may differ: a run resumes on any number of devices,
+    in any mode, and may validate under another evaluation mode (or predate the section).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     config_json = config_to_json(config)
     config_path = workdir / "config.json"
 
     def model_settings(config_dict: dict) -> dict:
-        return {key: value for key, value in config_dict.items() if key != "parallel"}
+        return {k: v for k, v in config_dict.items() if k not in ("parallel", "eval")}
 
     if config_path.exists() and model_settings(json.loads(config_path.read_text())) != (
         model_settings(json.loads(config_json))
