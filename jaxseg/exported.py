@@ -55,13 +55,20 @@ def to_onnx(run: state.Restored) -> bytes:
         import jax2onnx
     except ImportError:
         raise DataError("ONNX export needs jax2onnx: pip install 'jaxseg[export]'") from None
-    model = jax2onnx.to_onnx(
-        logits_function(run),
-        [input_spec(run)],
-        model_name="jaxseg",
-        input_names=["images"],
-        output_names=["logits"],
-    )
+    try:
+        model = jax2onnx.to_onnx(
+            logits_function(run),
+            [input_spec(run)],
+            model_name="jaxseg",
+            input_names=["images"],
+            output_names=["logits"],
+        )
+    except jax.errors.InconclusiveDimensionOperation:
+        # jax2onnx 0.17's jax.image.resize (DeepLabV3's upsampling) needs a constant batch.
+        raise DataError(
+            f"model {run.config.model.name!r}: jax2onnx cannot convert it with a symbolic "
+            "batch; use --format stablehlo"
+        ) from None
     return model.SerializeToString()
 
 
