@@ -66,9 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--width", type=int, default=1920)
-    parser.add_argument("--modes", default="resize,whole,slide")
+    parser.add_argument(
+        "--modes", default="resize,whole,slide", help="comma-separated; empty: none"
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--onnx-batch", type=int, default=8, help="0: no ONNX rows")
+    parser.add_argument("--onnx-batch", type=int, default=8)
     args = parser.parse_args(argv)
     import onnxruntime
 
@@ -80,12 +82,12 @@ def main(argv: list[str] | None = None) -> None:
         f"python {platform.python_version()}"
     )
     image = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), np.uint8)
-    rows = mode_rows(args.workdir, args.modes.split(","), image, args.repeats)
-    if args.onnx_batch:
-        rows += onnx_rows(args.workdir, args.onnx_batch, args.repeats)
-    print("| what | input | images/s |\n| --- | --- | --- |")
-    for name, shape, rate in rows:
-        print(f"| {name} | {shape} | {rate:.3f} |")
+    print("| what | input | images/s |\n| --- | --- | --- |", flush=True)
+    for mode in args.modes.split(",") if args.modes else []:
+        for name, shape, rate in mode_rows(args.workdir, [mode], image, args.repeats):
+            print(f"| {name} | {shape} | {rate:.3f} |", flush=True)
+    for name, shape, rate in onnx_rows(args.workdir, args.onnx_batch, args.repeats):
+        print(f"| {name} | {shape} | {rate:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
