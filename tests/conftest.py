@@ -113,12 +113,17 @@ def final_state():
 def saved_run(tmp_path_factory, tiny_data):
     """`make(experiment, *overrides)` -> a run folder on `tiny_data` (64x128) holding its
     config.json and a checkpoint of the freshly initialised state, made without training:
-    what prediction, evaluation and export read, at the cost of one initialisation."""
+    what prediction, evaluation and export read, at the cost of one initialisation (made
+    once per session for each setting; tests must not change it)."""
     from jaxseg import checkpoint, state
     from jaxseg.config import config_to_json, load_config
     from jaxseg.data import formats
 
+    made = {}
+
     def make(experiment, *overrides):
+        if (experiment, *overrides) in made:
+            return made[(experiment, *overrides)]
         config = load_config(
             experiment,
             data=str(tiny_data),
@@ -132,6 +137,7 @@ def saved_run(tmp_path_factory, tiny_data):
         checkpoints = checkpoint.Checkpoints(workdir / "checkpoints")
         checkpoints.save(0, state.checkpoint_tree(created.state), {}, best=True)
         checkpoints.close()
+        made[(experiment, *overrides)] = workdir
         return workdir
 
     return make
