@@ -8,7 +8,8 @@ IoU), "accuracy" and "dice" ({class: float}, null as in "iou"), "confusion" ([K]
 pixel counts: rows are ground-truth classes, columns predicted classes and last the void
 predictions), "steps", "epochs", "train_images_per_sec", plus whatever the writer adds
 (e.g. "images"; training and `jaxseg.evaluate` add "eval": {"mode", "flip", "scales"}, the
-evaluation mode of `jaxseg.segment`). The metrics are those of `jaxseg.metrics.metrics_from_confusion`.
+evaluation mode of `jaxseg.segment`). The metrics are those of
+`jaxseg.metrics.metrics_from_confusion`.
 """
 
 import json
