@@ -26,6 +26,9 @@ def parser(module: str, description: str) -> argparse.ArgumentParser:
     # Library loggers (absl, orbax) are chatty at INFO; keep ours.
     for name in ("absl", "orbax", "jax"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # ONNX export warns about every untyped shape constant it skips; nothing to act on.
+    for name in ("jax2onnx", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     return argparse.ArgumentParser(prog=f"python -m {module}", description=description)
 
 

@@ -83,6 +83,7 @@ def defaults() -> ml_collections.ConfigDict:
         weight_decay=0.0,
     )
     config.train = _train_section()
+    config.eval = _eval_section()
     # Data parallelism (jaxseg.parallel). None of these change the trained model, so a run
     # may resume with other values.
     config.parallel = _section(
@@ -114,6 +115,18 @@ def _train_section() -> ml_collections.ConfigDict:
         tensorboard_images=2,
         # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
         accumulate_steps=1,
+    )
+
+
+def _eval_section() -> ml_collections.ConfigDict:
+    """How validation, jaxseg.evaluate and jaxseg.predict run the model (jaxseg.segment)."""
+    return _section(
+        mode="resize",  # "resize" (to data.height x data.width), "whole" or "slide".
+        crop=[],  # "slide" window [height, width]; empty: [data.height, data.width].
+        stride=[],  # "slide" step [height, width]; empty: two thirds of the crop.
+        flip=False,  # Average with the horizontally flipped image's probabilities.
+        scales=[1.0],  # Input scales whose probabilities are averaged, e.g. [0.75, 1.0, 1.25].
+        multiple=32,  # "whole" and "slide" pad inputs to a multiple of this (model stride).
     )
 
 

@@ -7,7 +7,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxseg import class_weights, metrics, parallel, results, state, steps
+from jaxseg import class_weights, metrics, parallel, progress, results, segment, state, steps
 from jaxseg.data import formats, pipeline, sources
 from jaxseg.data.labels import LabelSpace
 
@@ -25,12 +25,14 @@ def eval_batches(
     strategy: parallel.DataParallel,
     skipped: list | None = None,
 ):
-    """This process's part of every evaluation batch of `source`; under
+    """This process's part of every evaluation batch of `source`: images resized to the
+    training size under `eval.mode=resize`, else at their own size. Under
     `data.on_error=skip` the files left out are appended to `skipped`."""
+    on_host = segment.options(config).resizes_on_host
     return pipeline.eval_batches(
         source,
-        height=config.data.height,
-        width=config.data.width,
+        height=config.data.height if on_host else None,
+        width=config.data.width if on_host else None,
         batch_size=eval_batch_size(config.data.eval_batch_size, strategy),
         shard=(jax.process_index(), jax.process_count()),
         on_error=config.data.on_error,
@@ -54,17 +56,24 @@ def evaluate(
     batches,
     strategy: parallel.DataParallel,
     label_space: LabelSpace,
+    total: int | None = None,
 ) -> dict:
     """Runs the compiled `eval_step` over every batch; metrics of the confusion matrix
     summed over batches (int64, on the host) and devices, and the loss of the summed loss
     terms (`steps.loss_terms`).
 
+    Args:
+      total: the number of examples, for the progress bar.
+
     Returns:
       The dict of `metrics.metrics_from_confusion`, plus "loss".
     """
+    bar = progress.Progress(total, 0, "eval", unit="img", leave=False)
     totals, pending = None, None
     for batch in batches:
         batch.pop("name", None)
+        # Each process holds its rows of the global batch; they count alike.
+        bar.update(int(batch["mask"].sum()) * jax.process_count())
         outputs = eval_step(train_state, strategy.place_batch(batch))
         # Fetching the previous batch's outputs after dispatching this one keeps the
         # device busy while the host adds.
@@ -73,6 +82,7 @@ def evaluate(
         pending = outputs
     if pending is not None:
         totals = _add_on_host(totals, strategy.fetch(pending))
+    bar.close()
     result = metrics.metrics_from_confusion(totals["confusion"], label_space.class_names)
     result["loss"] = float(totals["loss_sum"] / max(float(totals["weight_sum"]), 1e-12))
     return result
@@ -108,6 +118,7 @@ def evaluate_run(
         eval_batches(config, source, strategy, skipped),
         strategy,
         run.label_space,
+        total=len(source),
     )
     trained = results.load(workdir / "results.json") if (workdir / "results.json").exists() else {}
     record = results.record(
@@ -120,6 +131,7 @@ def evaluate_run(
         epochs=trained.get("epochs", 0.0),
         train_images_per_sec=trained.get("train_images_per_sec", 0.0),
         **({"skipped_files": sorted(skipped)} if config.data.on_error == "skip" else {}),
+        eval=segment.options(config).record(),
     )
     if jax.process_index() == 0:
         results.write(workdir / f"eval_{split}.json", record)

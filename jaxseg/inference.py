@@ -1,6 +1,12 @@
-"""Segmenting images with a trained model: ids at each image's own size, and the files
-`jaxseg.predict` writes (prediction PNGs in the label space's ids, colour overlays)."""
+"""The Python API of a trained model: `Segmenter` turns uint8 images of any size into class
+ids or probabilities at their own size, under an evaluation mode (`jaxseg.segment`).
 
+    seg = jaxseg.Segmenter.from_run("runs/unet", mode="slide", flip=True)
+    ids = seg(image)                      # [H, W] uint8 train ids, 255 = void
+    probs = seg.probabilities(images)     # [B, H, W, K] float32
+"""
+
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -8,76 +14,111 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image
 
-from jaxseg import report, state, steps
-from jaxseg.data import sources, transforms
+from jaxseg import segment, state, steps
+from jaxseg.data import transforms
 from jaxseg.data.labels import VOID, LabelSpace
-from jaxseg.errors import DataError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-
-_jitted_logits = jax.jit(steps.predict_logits, static_argnums=2)
 
 
-def predict_ids(
-    train_state: state.TrainState,
-    config: ml_collections.ConfigDict,
-    label_space: LabelSpace,
-    image: np.ndarray,
-) -> np.ndarray:
-    """Train ids [H, W] uint8 of one [H, W, 3] uint8 image, at the image's own size.
+def _log_probabilities(variables, images, size, *, apply_fn, options):
+    forward = steps.eval_forward(apply_fn, variables)
+    return segment.log_probabilities(forward, steps.model_input(images), size, options)
 
-    The image is resized to the model's input size; logits are resized back bilinearly.
-    A prediction of the void class (under `void: class`) is 255.
+
+def _ids(variables, images, size, *, apply_fn, options, num_classes):
+    log_p = _log_probabilities(variables, images, size, apply_fn=apply_fn, options=options)
+    ids = jnp.argmax(log_p, axis=-1)
+    # The void output (under `void: class`) is the void id.
+    return jnp.where(ids >= num_classes, VOID, ids).astype(jnp.uint8)
+
+
+def eval_overrides(**options) -> list[str]:
+    """`--set` strings of the `eval` section for the options that are not None
+    (`mode="slide"` -> `eval.mode='slide'`)."""
+    return [
+        f"eval.{key}={list(value) if isinstance(value, tuple) else value!r}"
+        for key, value in options.items()
+        if value is not None
+    ]
+
+
+class Segmenter:
+    """A trained model under an evaluation mode; compiled once per input shape.
+
+    Attributes:
+      config: the run's config (its `eval` section is the mode).
+      label_space: the classes, their names and colours.
+      options: the evaluation mode.
+      num_outputs: K of `probabilities`: the classes, plus void under `data.void: class`.
     """
-    resized = transforms.resize(
-        {"image": image, "label": np.zeros(image.shape[:2], np.uint8)},
-        config.data.height,
-        config.data.width,
-    )["image"]
-    logits = _jitted_logits(train_state, resized[None], image.shape[:2])
-    ids = np.asarray(jnp.argmax(logits[0], axis=-1))
-    return np.where(ids >= label_space.num_classes, VOID, ids).astype(np.uint8)
 
+    def __init__(
+        self,
+        train_state: state.TrainState,
+        config: ml_collections.ConfigDict,
+        label_space: LabelSpace,
+    ):
+        self.config = config
+        self.label_space = label_space
+        self.options = segment.options(config)
+        self.num_outputs = state.num_outputs(config, label_space)
+        self._variables = steps.eval_variables(train_state)
+        bound = {"apply_fn": train_state.apply_fn, "options": self.options}
+        self._log_p = jax.jit(
+            functools.partial(_log_probabilities, **bound), static_argnames="size"
+        )
+        self._ids = jax.jit(
+            functools.partial(_ids, **bound, num_classes=label_space.num_classes),
+            static_argnames="size",
+        )
 
-def find_images(path: str | Path) -> list[tuple[Path, Path]]:
-    """(image, path relative to the input) for an image file or every image under a folder.
+    @classmethod
+    def from_run(
+        cls,
+        workdir: str | Path,
+        *,
+        mode: str | None = None,
+        crop: Sequence[int] | None = None,
+        stride: Sequence[int] | None = None,
+        flip: bool | None = None,
+        scales: Sequence[float] | None = None,
+        overrides: Sequence[str] = (),
+    ) -> "Segmenter":
+        """The best checkpoint of a run of `jaxseg.train`, under the run's `eval` settings
+        with those given here replacing them (see `jaxseg.segment`).
 
-    Relative paths keep the sequence folders, whose frame names repeat across folders.
-    """
-    path = Path(path)
-    if path.is_file():
-        return [(path, Path(path.name))]
-    if not path.is_dir():
-        raise DataError(f"{path}: no such image file or folder")
-    images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not images:
-        raise DataError(f"{path}: no .png/.jpg images found")
-    return [(p, p.relative_to(path)) for p in images]
+        Args:
+          overrides: further `key=value` config changes (e.g. `model.kernels=xla`).
+        """
+        eval_options = eval_overrides(mode=mode, crop=crop, stride=stride, flip=flip)
+        eval_options += eval_overrides(scales=scales)
+        run = state.restore(workdir, [*overrides, *eval_options])
+        return cls(run.state, run.config, run.label_space)
 
+    def _inputs(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            got = f"{images.dtype} {list(images.shape)}"
+            raise ValueError(f"expected uint8 images [B, H, W, 3], got {got}")
+        size = images.shape[1:3]
+        if self.options.resizes_on_host:
+            height, width = self.config.data.height, self.config.data.width
+            images = np.stack([transforms.resize_image(i, height, width) for i in images])
+        return images, size
 
-def predict_images(
-    workdir: str | Path,
-    images: list[tuple[Path, Path]],
-    out_dir: str | Path,
-    overrides: Sequence[str] = (),
-) -> list[Path]:
-    """Writes `{name}_pred.png` (the label space's ids, e.g. level-3 ids or Cityscapes
-    labelIds, which `jaxseg.score` reads) and `{name}_overlay.jpg` per image under
-    `out_dir`, mirroring the input's subfolders; returns the prediction paths. `overrides`
-    (`key=value`) change the run's config first (e.g. `data.height`)."""
-    run = state.restore(workdir, overrides)
-    out_dir = Path(out_dir)
-    written = []
-    for path, relative in images:
-        image = sources.read_image(str(path))
-        ids = predict_ids(run.state, run.config, run.label_space, image)
-        name = relative.name.rsplit(".", 1)[0].removesuffix("_leftImg8bit")
-        target = out_dir / relative.parent
-        target.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(run.label_space.to_output_ids(ids)).save(target / f"{name}_pred.png")
-        overlay = report.blend(image, ids, run.label_space)
-        Image.fromarray(overlay).save(target / f"{name}_overlay.jpg", quality=90)
-        written.append(target / f"{name}_pred.png")
-    return written
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities [B, H, W, K] float32 of uint8 images [B, H, W, 3] (or one
+        [H, W, 3] image: [H, W, K]), at the images' size."""
+        single = np.ndim(images) == 3
+        inputs, size = self._inputs(images[None] if single else images)
+        probs = np.exp(np.asarray(self._log_p(self._variables, inputs, size=size)))
+        return probs[0] if single else probs
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Train ids [B, H, W] uint8 (255 = void) of uint8 images [B, H, W, 3]."""
+        inputs, size = self._inputs(images)
+        return np.asarray(self._ids(self._variables, inputs, size=size))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Train ids [H, W] uint8 (255 = void) of one uint8 image [H, W, 3]."""
+        return self.predict(np.asarray(image)[None])[0]

@@ -88,14 +88,18 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 class Progress:
-    """A progress bar over training steps showing loss, images/s and the ETA."""
+    """A progress bar over training steps (or, with `unit="img"`, images) showing the
+    postfix values (loss, ...), the rate and the ETA."""
 
-    def __init__(self, total: int, initial: int, description: str):
+    def __init__(
+        self, total: int, initial: int, description: str, unit: str = "step", leave: bool = True
+    ):
         self.bar = tqdm(
             total=total,
             initial=initial,
             desc=description,
-            unit="step",
+            unit=unit,
+            leave=leave,
             dynamic_ncols=True,
             file=sys.stderr,
             disable=not is_main_process(),

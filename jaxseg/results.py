@@ -7,7 +7,9 @@ IoU, null for a class absent from the split}), "mean_accuracy", "fw_iou" (freque
 IoU), "accuracy" and "dice" ({class: float}, null as in "iou"), "confusion" ([K][K + 1]
 pixel counts: rows are ground-truth classes, columns predicted classes and last the void
 predictions), "steps", "epochs", "train_images_per_sec", plus whatever the writer adds
-(e.g. "images"). The metrics are those of `jaxseg.metrics.metrics_from_confusion`.
+(e.g. "images"; training and `jaxseg.evaluate` add "eval": {"mode", "flip", "scales"}, the
+evaluation mode of `jaxseg.segment`). The metrics are those of
+`jaxseg.metrics.metrics_from_confusion`.
 """
 
 import json

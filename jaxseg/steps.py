@@ -16,13 +16,15 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxseg import losses, metrics, parallel
+from jaxseg import losses, metrics, parallel, segment
 from jaxseg.data import transforms
 from jaxseg.state import TrainState
 
 # (outputs, labels, mask=None) -> (loss sum, weight sum): both add over batches, and
 # loss = sum / weight.
 LossTerms = Callable[..., tuple[jax.Array, jax.Array]]
+
+DEFAULT_OPTIONS = segment.Options()
 
 
 def model_input(images: jax.Array) -> jax.Array:
@@ -120,18 +122,29 @@ def train_step(
     return state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
 
 
-def predict_logits(state: TrainState, images: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """Eval-mode logits [B, *size, K] float32, bilinearly resized to `size` if needed."""
-    outputs = state.apply_fn(
-        {"params": state.params, "batch_stats": state.batch_stats},
-        model_input(images),
-        train=False,
-    )
-    logits = split_outputs(outputs)["out"].astype(jnp.float32)
-    if logits.shape[1:3] != tuple(size):
-        shape = (logits.shape[0], *size, logits.shape[-1])
-        logits = jax.image.resize(logits, shape, "bilinear", antialias=False)
-    return logits
+def eval_forward(apply_fn: Callable, variables: dict) -> segment.Forward:
+    """A model (`apply_fn` with {"params", "batch_stats"}) in eval mode: normalised
+    images -> float32 logits."""
+
+    def forward(images: jax.Array) -> jax.Array:
+        outputs = apply_fn(variables, images, train=False)
+        return split_outputs(outputs)["out"].astype(jnp.float32)
+
+    return forward
+
+
+def eval_variables(state: TrainState) -> dict:
+    """What the model needs of `state` in eval mode."""
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def predict_log_probabilities(
+    state: TrainState, images: jax.Array, size: tuple[int, int], options: segment.Options
+) -> jax.Array:
+    """Log class probabilities [B, *size, K] of uint8 images under an evaluation mode
+    (`jaxseg.segment`)."""
+    forward = eval_forward(state.apply_fn, eval_variables(state))
+    return segment.log_probabilities(forward, model_input(images), size, options)
 
 
 def eval_step(
@@ -140,17 +153,20 @@ def eval_step(
     *,
     loss_fn: LossTerms,
     num_classes: int,
+    options: segment.Options = DEFAULT_OPTIONS,
     axis_name: str | None = None,
 ) -> dict:
-    """Loss terms and the confusion matrix of one batch, at the labels' resolution.
+    """Loss terms and the confusion matrix of one batch, at the labels' resolution, under
+    the evaluation mode `options`.
 
     Returns {"loss_sum", "weight_sum", "confusion" [K, K + 1]}, all of which add over
     batches (and, with `axis_name` (pmap), are summed over that axis).
     """
-    logits = predict_logits(state, batch["image"], batch["label"].shape[1:])
+    log_p = predict_log_probabilities(state, batch["image"], batch["label"].shape[1:], options)
     mask = jnp.broadcast_to(batch["mask"][:, None, None], batch["label"].shape)
-    loss_sum, weight_sum = loss_fn({"out": logits}, batch["label"], mask=mask)
-    predictions = jnp.argmax(logits, axis=-1)
+    # Log-probabilities as logits: every loss term is invariant to log_softmax.
+    loss_sum, weight_sum = loss_fn({"out": log_p}, batch["label"], mask=mask)
+    predictions = jnp.argmax(log_p, axis=-1)
     sums = {
         "loss_sum": loss_sum,
         "weight_sum": weight_sum,
@@ -192,12 +208,15 @@ def compile_steps(
     class_weights: jax.Array | None,
     state: TrainState,
 ) -> Steps:
-    """`train_step` and `eval_step` with their static settings bound, each compiled once
-    (jit or pmap, as `strategy` says) for the placed `state`."""
+    """`train_step` and `eval_step` with their static settings bound (the evaluation mode
+    of `config.eval` included), each compiled (jit or pmap, as `strategy` says) for the
+    placed `state`; jit compiles the eval step once per input shape."""
     loss_fn = bind_loss(config, num_classes, class_weights)
     train, evaluate = strategy.compile(
         functools.partial(train_step, loss_fn=loss_fn),
-        functools.partial(eval_step, loss_fn=loss_fn, num_classes=num_classes),
+        functools.partial(
+            eval_step, loss_fn=loss_fn, num_classes=num_classes, options=segment.options(config)
+        ),
         state,
     )
     return Steps(train, evaluate)

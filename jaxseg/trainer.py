@@ -33,6 +33,7 @@ from jaxseg import (
     progress,
     report,
     results,
+    segment,
     state,
     steps,
 )
@@ -194,7 +195,12 @@ class Loop:
             self.config, self.val_source, self.strategy, self.skipped_files
         )
         return evaluation.evaluate(
-            self.steps.eval, self.state, batches, self.strategy, self.dataset.label_space
+            self.steps.eval,
+            self.state,
+            batches,
+            self.strategy,
+            self.dataset.label_space,
+            total=len(self.val_source),
         )
 
     def save(self, step: int, *, best: bool = False) -> None:
@@ -517,7 +523,7 @@ def write_report(loop: Loop, host_state: state.TrainState) -> None:
     else:
         example = sources.load_example(test[0], space)
         label = None if test[0].label_path is None else example["label"]
-        prediction = inference.predict_ids(host_state, loop.config, space, example["image"])
+        prediction = inference.Segmenter(host_state, loop.config, space)(example["image"])
         path = out_dir / f"overlay_{example['name']}.png"
         report.save_overlay(example["image"], prediction, label, space, path)
     report.write_report_md(loop.workdir)
@@ -543,6 +549,7 @@ def finish(loop: Loop, step: int) -> dict:
             if loop.config.data.on_error == "skip"
             else {}
         ),
+        eval=segment.options(loop.config).record(),
     )
     host_state = loop.strategy.host_state(loop.state)  # Collective: every process takes part.
     if progress.is_main_process():

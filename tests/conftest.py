@@ -107,3 +107,37 @@ def final_state():
         return restored.state
 
     return read
+
+
+@pytest.fixture(scope="session")
+def saved_run(tmp_path_factory, tiny_data):
+    """`make(experiment, *overrides)` -> a run folder on `tiny_data` (64x128) holding its
+    config.json and a checkpoint of the freshly initialised state, made without training:
+    what prediction, evaluation and export read, at the cost of one initialisation (made
+    once per session for each setting; tests must not change it)."""
+    from jaxseg import checkpoint, state
+    from jaxseg.config import config_to_json, load_config
+    from jaxseg.data import formats
+
+    made = {}
+
+    def make(experiment, *overrides):
+        if (experiment, *overrides) in made:
+            return made[(experiment, *overrides)]
+        config = load_config(
+            experiment,
+            data=str(tiny_data),
+            overrides=["data.height=64", "data.width=128", "data.workers=0", *overrides],
+        )
+        space = formats.config_dataset(config).label_space
+        config.data.labels = space.name
+        workdir = tmp_path_factory.mktemp("run")
+        (workdir / "config.json").write_text(config_to_json(config))
+        created = state.create(config, space, image_shape=(1, 64, 128, 3))
+        checkpoints = checkpoint.Checkpoints(workdir / "checkpoints")
+        checkpoints.save(0, state.checkpoint_tree(created.state), {}, best=True)
+        checkpoints.close()
+        made[(experiment, *overrides)] = workdir
+        return workdir
+
+    return make

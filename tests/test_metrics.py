@@ -113,7 +113,7 @@ def test_evaluation_counts_stay_exact_past_int32():
         }
 
     strategy = parallel.create(num_devices=1)
-    batches = [{"index": np.array([i]), "name": ["x"]} for i in range(3)]
+    batches = [{"index": np.array([i]), "mask": np.array([True]), "name": ["x"]} for i in range(3)]
     result = evaluation.evaluate(eval_step, None, batches, strategy, IDD_LEVEL1)
     expected = sum(m.astype(np.int64) for m in per_batch)
     assert expected.max() > 2**32

@@ -113,13 +113,14 @@ def train_dataset(
 def _prepare_eval(
     example: sources.Example,
     label_space,
-    height: int,
-    width: int,
+    height: int | None,
+    width: int | None,
     on_error: str = "raise",
     skipped: list | None = None,
 ) -> dict | None:
-    """Image resized to the model's input size; label kept at its own resolution, where
-    the metrics are computed. None for a bad file under on_error="skip"."""
+    """Image resized to the model's input size (kept at its own size when `height` is
+    None); label kept at its own resolution, where the metrics are computed. None for a bad
+    file under on_error="skip"."""
     try:
         decoded = sources.load_example(example, label_space)
     except DataError as e:
@@ -127,8 +128,9 @@ def _prepare_eval(
             raise
         _skip(e, example, skipped)
         return None
-    model_input = transforms.to_model_input(transforms.resize(decoded, height, width))
-    return {**model_input, "label": decoded["label"].astype(np.int32)}
+    if height is not None:
+        decoded = {**transforms.resize(decoded, height, width), "label": decoded["label"]}
+    return {**transforms.to_model_input(decoded), "label": decoded["label"].astype(np.int32)}
 
 
 def _stack(examples: list[dict], batch_size: int) -> dict:
@@ -142,8 +144,8 @@ def _stack(examples: list[dict], batch_size: int) -> dict:
 def eval_batches(
     source: sources.Source,
     *,
-    height: int,
-    width: int,
+    height: int | None,
+    width: int | None,
     batch_size: int,
     shard: tuple[int, int] = (0, 1),
     on_error: str = "raise",
@@ -152,7 +154,8 @@ def eval_batches(
     """Every example once as full batches {"image", "label", "mask" [B] bool of real ones}.
 
     Labels keep their native resolution, so predictions are scored at the label's size;
-    examples are batched with others of the same label size (IDD mixes sizes).
+    examples are batched with others of the same image and label size (IDD mixes sizes).
+    Images are resized to (height, width), or keep their own size when both are None.
 
     Args:
       batch_size: the global batch size B.
@@ -176,7 +179,7 @@ def eval_batches(
     for example in map(prepare, (source[i] for i in range(len(source)))):
         if example is None:
             continue
-        group = pending.setdefault(example["label"].shape, [])
+        group = pending.setdefault((example["image"].shape, example["label"].shape), [])
         group.append(example)
         if len(group) == batch_size:
             yield _rows(_stack(group, batch_size), rows)

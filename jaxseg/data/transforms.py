@@ -15,9 +15,16 @@ def resize(example: dict, height: int, width: int) -> dict:
     image, label = example["image"], example["label"]
     if image.shape[:2] == (height, width):
         return example
-    image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    image = resize_image(image, height, width)
     label = np.asarray(Image.fromarray(label).resize((width, height), Image.NEAREST))
     return {**example, "image": image, "label": label}
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[H, W, 3] uint8 resized bilinearly to [height, width, 3]."""
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
 def normalize(image: np.ndarray) -> np.ndarray:

@@ -131,8 +131,9 @@ class ResNet(nn.Module):
             use_running_average=not train, dtype=self.dtype, axis_name=self.bn_axis_name, name="bn1"
         )(x)
         x = nn.relu(x)
-        # Flax pads max_pool with -inf, as torch's MaxPool2d(3, 2, padding=1) does.
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        # Flax pads max_pool with -inf, as torch's MaxPool2d(3, 2, padding=1) does. The
+        # window is a keyword: jax2onnx's ONNX export patches max_pool with that signature.
+        x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
         dilation = 1
         stages = []
