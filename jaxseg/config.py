@@ -39,6 +39,7 @@ def defaults() -> ml_collections.ConfigDict:
         # Convolution kernels: "cpu" (formulations measured faster on the XLA CPU backend,
         # jaxseg.cpu_kernels), "xla" (plain XLA) or "auto" (cpu on the CPU backend).
         kernels="auto",
+        remat=False,  # Recompute blocks' activations in backward (U-Net): less peak memory.
     )
     config.data = _section(
         source="synthetic",  # "synthetic" or a dataset path (jaxseg.data.formats).
@@ -52,6 +53,7 @@ def defaults() -> ml_collections.ConfigDict:
         eval_batch_size=4,
         void="ignore",  # "ignore" (no loss on void) or "class" (void is one more output).
         workers=2,  # grain worker processes; 0 decodes in the training process.
+        prefetch=2,  # Batches a thread reads ahead of the step (data.prefetch); 0: none.
         # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
         # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
         augment=ml_collections.ConfigDict(),
@@ -85,6 +87,7 @@ def defaults() -> ml_collections.ConfigDict:
         checkpoint_every_steps=0,  # 0: only at epoch ends.
         # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
         accumulate_steps=1,
+        log_plan=True,  # Log the step's parameters, GFLOPs, peak memory (one more compile).
     )
     # Data parallelism (jaxseg.parallel). None of these change the trained model, so a run
     # may resume with other values.

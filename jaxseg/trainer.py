@@ -27,6 +27,7 @@ from jaxseg import (
     evaluation,
     inference,
     parallel,
+    planning,
     progress,
     report,
     results,
@@ -34,7 +35,7 @@ from jaxseg import (
     steps,
 )
 from jaxseg.config import config_to_json
-from jaxseg.data import augment, formats, pipeline, sources
+from jaxseg.data import augment, formats, pipeline, prefetch, sources
 from jaxseg.errors import ConfigError, DataError
 
 
@@ -59,27 +60,29 @@ class EarlyStopping:
 
 
 class Throughput:
-    """Steps and images per second over logging windows; the first (compiling) one is
-    left out of the run's average."""
+    """Steps and images per second over logging windows (the first, compiling, one is left
+    out of the run's average), and the share of each window spent waiting for data."""
 
     def __init__(self, batch_size: int):
         self.batch_size = batch_size
-        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.window_start, self.window_steps, self.window_wait = time.perf_counter(), 0, 0.0
         self.images, self.seconds, self.windows = 0, 0.0, 0
 
-    def step(self) -> None:
+    def step(self, data_wait_s: float = 0.0) -> None:
+        """Counts a step that waited `data_wait_s` seconds for its batch."""
         self.window_steps += 1
+        self.window_wait += data_wait_s
 
-    def end_window(self) -> tuple[int, float]:
-        """Closes a window: (its steps, its steps/s)."""
+    def end_window(self) -> tuple[int, float, float]:
+        """Closes a window: (its steps, its steps/s, the share of its time waiting for data)."""
         elapsed = time.perf_counter() - self.window_start
-        steps = self.window_steps
+        steps, wait = self.window_steps, self.window_wait
         if self.windows > 0:
             self.images += steps * self.batch_size
             self.seconds += elapsed
         self.windows += 1
-        self.window_start, self.window_steps = time.perf_counter(), 0
-        return steps, steps / elapsed
+        self.window_start, self.window_steps, self.window_wait = time.perf_counter(), 0, 0.0
+        return steps, steps / elapsed, min(wait / elapsed, 1.0)
 
     def images_per_sec(self) -> float:
         return self.images / self.seconds if self.seconds else float("nan")
@@ -130,7 +133,7 @@ class Loop:
     state: state.TrainState
     learning_rate: optax.Schedule
     checkpoints: checkpoint.Checkpoints
-    train_iter: object  # A grain DatasetIterator (get_state/set_state).
+    train_iter: object  # A grain DatasetIterator or a Prefetcher of one (get_state).
     steps_per_epoch: int
     total_steps: int
     start_step: int
@@ -184,6 +187,27 @@ def _initial_state(config, dataset, strategy, checkpoints, image_shape, total_up
     return strategy.unreplicated(train_state), created.learning_rate, None
 
 
+def _train_iterator(config: ml_collections.ConfigDict, source: sources.Source, saved_state):
+    """The training batches, from `saved_state` when resuming, read `data.prefetch` batches
+    ahead by a thread (so decoding overlaps the step even without worker processes)."""
+    data = config.data
+    train_iter = iter(
+        pipeline.train_dataset(
+            source,
+            height=data.height,
+            width=data.width,
+            batch_size=data.batch_size,
+            seed=config.seed,
+            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
+            workers=data.workers,
+            shard=(jax.process_index(), jax.process_count()),
+        )
+    )
+    if saved_state is not None:
+        train_iter.set_state(saved_state)
+    return prefetch.Prefetcher(train_iter, data.prefetch) if data.prefetch > 0 else train_iter
+
+
 def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     """Everything before the first step: data, devices, state (resumed or new), steps."""
     dataset = formats.config_dataset(config)
@@ -212,22 +236,11 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     weights = class_weights.for_config(config, workdir, dataset.label_space, outputs, train_source)
     num_classes = dataset.label_space.num_classes
     compiled = steps.compile_steps(config, strategy, num_classes, weights, train_state)
-    train_iter = iter(
-        pipeline.train_dataset(
-            train_source,
-            height=data.height,
-            width=data.width,
-            batch_size=data.batch_size,
-            seed=config.seed,
-            augment=augment.build_augment(data.augment.to_dict()) if data.augment else None,
-            workers=data.workers,
-            shard=(jax.process_index(), jax.process_count()),
-        )
-    )
+    if config.train.log_plan and progress.is_main_process():
+        logging.info(planning.make_plan(config, find_max_batch=False).summary())
     resumed = meta is not None
     meta = meta or {"early_stopping": {}, "best_mean_iou": -1.0, "data_iterator": None}
-    if meta["data_iterator"] is not None:
-        train_iter.set_state(meta["data_iterator"])
+    train_iter = _train_iterator(config, train_source, meta["data_iterator"])
     return Loop(
         config=config,
         workdir=workdir,
@@ -258,7 +271,7 @@ def _log_window(loop: Loop, pending: list, step: int) -> None:
     loss = float(np.mean([m["loss"] for m in host]))
     if not math.isfinite(loss):
         raise FloatingPointError(f"non-finite training loss {loss} at step {step}")
-    steps_done, steps_per_sec = loop.throughput.end_window()
+    steps_done, steps_per_sec, data_wait = loop.throughput.end_window()
     batch_size = loop.config.data.batch_size
     loop.log.write(
         {
@@ -271,6 +284,7 @@ def _log_window(loop: Loop, pending: list, step: int) -> None:
             ),
             "steps_per_sec": steps_per_sec,
             "images_per_sec": steps_per_sec * batch_size,
+            "data_wait": data_wait,
         }
     )
     loop.bar.update(steps_done, loss=loss, img_s=steps_per_sec * batch_size)
@@ -313,10 +327,14 @@ def run_steps(loop: Loop, stop_after_steps: int | None = None) -> int | None:
     step, pending = loop.start_step, []
     every = loop.config.train.checkpoint_every_steps
     while step < loop.total_steps:
-        batch = loop.strategy.place_batch(next(loop.train_iter))
+        # Time blocked here is time the step (dispatched asynchronously) cannot hide.
+        wait_start = time.perf_counter()
+        host_batch = next(loop.train_iter)
+        data_wait_s = time.perf_counter() - wait_start
+        batch = loop.strategy.place_batch(host_batch)
         loop.state, step_metrics = loop.steps.train(loop.state, batch)
         step += 1
-        loop.throughput.step()
+        loop.throughput.step(data_wait_s)
         pending.append(step_metrics)
         end_of_epoch = step % loop.steps_per_epoch == 0
         if step % loop.config.train.log_every_steps == 0 or end_of_epoch:
@@ -401,3 +419,5 @@ def train_and_evaluate(
     finally:
         loop.bar.close()
         loop.checkpoints.close()
+        if isinstance(loop.train_iter, prefetch.Prefetcher):
+            loop.train_iter.close()
