@@ -87,7 +87,7 @@ def defaults() -> ml_collections.ConfigDict:
         checkpoint_every_steps=0,  # 0: only at epoch ends.
         # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
         accumulate_steps=1,
-        log_plan=True,  # Log the step's parameters, GFLOPs, peak memory (one more compile).
+        log_plan=False,  # Log the step's parameters, GFLOPs, peak memory (one more compile).
     )
     # Data parallelism (jaxseg.parallel). None of these change the trained model, so a run
     # may resume with other values.

@@ -13,6 +13,7 @@ import functools
 import math
 import os
 import re
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -128,33 +129,24 @@ def flops(compiled: jax.stages.Compiled) -> float:
     return float((cost or {}).get("flops", 0.0))
 
 
-def max_batch(
-    config: ml_collections.ConfigDict, space: LabelSpace, memory: int, known: dict[int, int]
-) -> int:
-    """The largest batch whose compiled peak fits `memory` bytes (0 if batch 1 does not).
+def largest_batch(peak_at: Callable[[int], int], memory: int, start: int) -> int:
+    """The largest batch b with `peak_at(b) <= memory` (0 if batch 1 does not fit).
 
-    The peak grows about linearly with the batch: two compiled sizes (`known`, batch ->
-    peak) give an estimate, which compiles of its neighbours then correct.
+    The peak grows about linearly with the batch: the peaks at `start` and `2 * start` give
+    an estimate, which `peak_at` of its neighbours then corrects (each call is a compile).
     """
-
-    def peak_at(batch: int) -> int:
-        if batch not in known:
-            known[batch] = peak_bytes(compile_train_step(config, space, batch)[0])
-        return known[batch]
-
-    small = min(known)
-    per_image = max((peak_at(2 * small) - peak_at(small)) / small, 1.0)
-    fixed = peak_at(small) - small * per_image
+    per_image = max((peak_at(2 * start) - peak_at(start)) / start, 1.0)
+    fixed = peak_at(start) - start * per_image
     batch = max(math.floor((memory - fixed) / per_image), 1)
     for _ in range(_MAX_SEARCH_COMPILES):
         if peak_at(batch) > memory:
             batch -= 1
+            if batch == 0:
+                return 0
         elif peak_at(batch + 1) <= memory:
             batch += 1
         else:
             return batch
-        if batch == 0:
-            return 0
     return batch
 
 
@@ -172,13 +164,19 @@ def make_plan(
     compiled, abstract_state = compile_train_step(config, space, batch_size)
     memory = device_memory or default_device_memory()
     known = {batch_size: peak_bytes(compiled)}
+
+    def peak_at(batch: int) -> int:
+        if batch not in known:
+            known[batch] = peak_bytes(compile_train_step(config, space, batch)[0])
+        return known[batch]
+
     gflops = flops(compiled) / 1e9
     return Plan(
         params=sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(abstract_state.params)),
         gflops_per_step=gflops,
         gflops_per_image=gflops / batch_size,
         peak_memory_bytes=known[batch_size],
-        max_batch=max_batch(config, space, memory, known) if find_max_batch else None,
+        max_batch=largest_batch(peak_at, memory, batch_size) if find_max_batch else None,
         batch_size=batch_size,
         device_memory_bytes=memory,
     )

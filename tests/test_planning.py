@@ -13,32 +13,36 @@ from jaxseg.config import load_config
 from jaxseg.data.labels import IDD_LEVEL3
 from jaxseg.errors import ConfigError
 
-TINY_UNET = [
-    "model.name=unet",
-    "model.options={'base_width': 4}",
+TINY_FCN = [
+    "model.name=fcn",
+    "model.options={'widths': (4, 8, 8, 8, 16)}",
     "data.height=32",
     "data.width=64",
     "data.batch_size=1",
 ]
+TINY_UNET = [
+    "model.name=unet",
+    "model.options={'base_width': 4}",
+    "model.kernels=xla",
+    *TINY_FCN[2:],
+]
 
 
-def _config(*extra):
-    return load_config("baseline", overrides=[*TINY_UNET, *extra])
+def _config(*overrides):
+    return load_config("baseline", overrides=list(overrides))
 
 
-def _real_step(config, batch_size):
-    """The train step compiled on an initialised state and a real batch, independently of
-    `planning`: (compiled, state, batch)."""
-    shape = (batch_size, config.data.height, config.data.width, 3)
+def _real_state_and_batch(config):
+    """An initialised state and a random batch, built without `planning`."""
+    data = config.data
+    shape = (data.batch_size, data.height, data.width, 3)
     created = state.create(config, IDD_LEVEL3, image_shape=shape)
     rng = np.random.default_rng(0)
     batch = {
         "image": jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8)),
         "label": jnp.asarray(rng.integers(0, 26, shape[:3], dtype=np.int32)),
     }
-    loss_fn = steps.bind_loss(config, IDD_LEVEL3.num_classes, None)
-    jitted = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn), donate_argnums=(0,))
-    return jitted.lower(created.state, batch).compile(), created.state, batch
+    return created.state, batch
 
 
 def _peak(compiled) -> int:
@@ -51,57 +55,66 @@ def _peak(compiled) -> int:
     )
 
 
-def test_plan_matches_the_compiled_step_and_its_largest_batch_fits():
-    config = _config()
-    one, created_state, _ = _real_step(config, 1)
-    two = _real_step(config, 2)[0]
-    # Room for batch 2 and half the growth to batch 3: batch 3 must not fit.
-    memory = _peak(two) + (_peak(two) - _peak(one)) // 2
-    result = planning.make_plan(config, memory)
-
-    leaves = jax.tree.leaves(created_state.params)
-    assert result.params == sum(np.size(leaf) for leaf in leaves)
-    assert result.peak_memory_bytes == _peak(one)
-    # The state is donated: the new state reuses the old one's buffers.
-    assert one.memory_analysis().alias_size_in_bytes > 0
-    assert result.gflops_per_step == pytest.approx(one.cost_analysis()["flops"] / 1e9)
-    assert result.gflops_per_image == result.gflops_per_step
-    assert result.max_batch == 2 and result.device_memory_bytes == memory
-    assert planning.make_plan(config, _peak(one) - 1).max_batch == 0
-
-
-def test_remat_gives_the_same_loss_and_gradients_and_a_lower_peak():
-    config = _config("data.height=64", "data.width=128", "data.batch_size=2")
-    remat = _config("data.height=64", "data.width=128", "data.batch_size=2", "model.remat=True")
-    _, created_state, batch = _real_step(config, 2)
+def test_plan_matches_the_compiled_step():
+    config = _config(*TINY_FCN)
+    train_state, batch = _real_state_and_batch(config)
     loss_fn = steps.bind_loss(config, IDD_LEVEL3.num_classes, None)
+    jitted = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn), donate_argnums=(0,))
+    compiled = jitted.lower(train_state, batch).compile()
+    result = planning.make_plan(config, find_max_batch=False)
 
-    def loss_and_grads(cfg):
-        model = state.build_model(cfg, IDD_LEVEL3.num_classes)
+    leaves = jax.tree.leaves(train_state.params)
+    assert result.params == sum(np.size(leaf) for leaf in leaves)
+    assert result.peak_memory_bytes == _peak(compiled)
+    # The state is donated: the new state reuses the old one's buffers.
+    assert compiled.memory_analysis().alias_size_in_bytes > 0
+    assert result.gflops_per_step == pytest.approx(compiled.cost_analysis()["flops"] / 1e9)
+    assert result.gflops_per_image == result.gflops_per_step and result.max_batch is None
+    assert "parameters" in result.summary() and "largest batch" not in result.summary()
 
-        def loss_of(params):
-            outputs, _ = model.apply(
-                {"params": params, "batch_stats": created_state.batch_stats},
-                steps.model_input(batch["image"]),
-                train=True,
-                mutable=["batch_stats"],
-            )
-            return steps.mean_loss(loss_fn(outputs, batch["label"]))
 
-        return jax.jit(jax.value_and_grad(loss_of))(created_state.params)
+@pytest.mark.parametrize("memory", [99, 130, 250, 315, 339, 1000])
+def test_largest_batch_is_the_last_that_fits(memory):
+    # 100 bytes fixed, 30 per image, and 25 more from batch 4 on, which the estimate from
+    # batches 1 and 2 does not see: the neighbour search corrects it.
+    def peak_at(batch):
+        return 100 + 30 * batch + (25 if batch >= 4 else 0)
 
-    (loss, grads), (remat_loss, remat_grads) = loss_and_grads(config), loss_and_grads(remat)
-    assert float(remat_loss) == pytest.approx(float(loss), rel=1e-6)
-    jax.tree.map(
-        functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6), remat_grads, grads
+    brute_force = max((b for b in range(1, 100) if peak_at(b) <= memory), default=0)
+    assert planning.largest_batch(peak_at, memory, start=1) == brute_force
+
+
+def test_remat_gives_the_same_loss_and_gradients():
+    plain = _config(*TINY_UNET)
+    remat = _config(*TINY_UNET, "model.remat=True")
+    train_state, batch = _real_state_and_batch(plain)
+    # The plan's compiled steps, run on the same state and batch: one Adam step each.
+    results = {}
+    for name, config in (("plain", plain), ("remat", remat)):
+        compiled, abstract = planning.compile_train_step(config, IDD_LEVEL3, 1)
+        # A copy (the step donates its state) with this config's model and optimizer.
+        copy = jax.tree.map(jnp.copy, train_state).replace(
+            apply_fn=abstract.apply_fn, tx=abstract.tx
+        )
+        results[name] = (planning.flops(compiled), *compiled(copy, batch))
+    (plain_flops, plain_state, plain_metrics), (remat_flops, remat_state, remat_metrics) = (
+        results["plain"],
+        results["remat"],
     )
-    plain_peak = planning.peak_bytes(planning.compile_train_step(config, IDD_LEVEL3, 2)[0])
-    remat_peak = planning.peak_bytes(planning.compile_train_step(remat, IDD_LEVEL3, 2)[0])
-    assert remat_peak < 0.9 * plain_peak
+    assert float(remat_metrics["loss"]) == pytest.approx(float(plain_metrics["loss"]), rel=1e-6)
+    assert float(remat_metrics["grad_norm"]) == pytest.approx(
+        float(plain_metrics["grad_norm"]), rel=1e-5
+    )
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
+    jax.tree.map(close, remat_state.params, plain_state.params)
+    jax.tree.map(close, remat_state.opt_state, plain_state.opt_state)  # Adam's moments: grads.
+    jax.tree.map(close, remat_state.batch_stats, plain_state.batch_stats)
+    # Recomputation shows in XLA's count; the compiled peak does not drop at this size.
+    assert remat_flops > plain_flops
 
 
 def test_remat_on_a_model_without_it_is_a_config_error():
-    config = _config("model.name=fcn", "model.options={}", "model.remat=True")
+    config = _config(*TINY_FCN, "model.remat=True")
     with pytest.raises(ConfigError, match="model 'fcn'.*remat"):
         state.build_model(config, 26)
 
