@@ -55,6 +55,7 @@ def _peak(compiled) -> int:
     )
 
 
+@pytest.mark.slow  # Several compiles of the train step.
 def test_plan_matches_the_compiled_step():
     config = _config(*TINY_FCN)
     train_state, batch = _real_state_and_batch(config)
@@ -84,6 +85,7 @@ def test_largest_batch_is_the_last_that_fits(memory):
     assert planning.largest_batch(peak_at, memory, start=1) == brute_force
 
 
+@pytest.mark.slow  # Several compiles of the train step.
 def test_remat_gives_the_same_loss_and_gradients():
     plain = _config(*TINY_UNET)
     remat = _config(*TINY_UNET, "model.remat=True")
@@ -127,6 +129,7 @@ def test_parse_bytes(text, expected):
     assert planning.parse_bytes(text) == expected
 
 
+@pytest.mark.slow  # Several compiles of the train step.
 def test_cli_writes_the_contract_and_refuses_a_bad_size(tmp_path, capsys):
     out = tmp_path / "plan.json"
     overrides = [f"--set={item}" for item in TINY_UNET]
