@@ -39,7 +39,7 @@ def defaults() -> ml_collections.ConfigDict:
         # Convolution kernels: "cpu" (formulations measured faster on the XLA CPU backend,
         # jaxseg.cpu_kernels), "xla" (plain XLA) or "auto" (cpu on the CPU backend).
         kernels="auto",
-        remat=False,  # Recompute blocks' activations in backward (U-Net): less peak memory.
+        remat=False,  # Recompute blocks' activations in backward (U-Net) instead of keeping them.
     )
     config.data = _section(
         source="synthetic",  # "synthetic" or a dataset path (jaxseg.data.formats).
