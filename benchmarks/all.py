@@ -1,6 +1,6 @@
 """Every benchmark, written to ``benchmarks/RESULTS.md``.
 
-    python -m benchmarks.all [--out benchmarks/RESULTS.md] [--budget-minutes 19]
+    python -m benchmarks.all [--out benchmarks/RESULTS.md] [--budget-minutes 19] [--processes N]
 
 Rows: each model (FCN, RRCNN "custom" at depth 5, U-Net base 64, DeepLabV3-ResNet101 with
 the transfer experiment's frozen backbone) train step at 256x512 and 512x1024, batch 2, fp32;
@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import torch
 
-from benchmarks import common, inference, loader, train_step
+from benchmarks import common, inference, loader, processes, train_step
 from jaxseg import cli
 
 MODELS = ("fcn", "custom", "unet", "deeplabv3_resnet101")
@@ -43,6 +43,7 @@ class Planned:
     result: common.Result | None = None
     skipped: str | None = None  # Why it did not run.
     seconds: float | None = None  # Wall time of the run.
+    separate: common.Result | None = None  # Each framework alone in its processes.
 
     def flags(self, budget_s: float, min_steps: int) -> list[str]:
         return [
@@ -82,8 +83,11 @@ def run_rows(
     row_budget_s: float,
     min_steps: int,
     runners: dict[str, Callable] | None = None,
+    rounds: int = 0,
+    separate_fn: Callable = processes.run_separate,
 ) -> None:
-    """Runs every row that fits the remaining budget, in order, recording results."""
+    """Runs every row that fits the remaining budget, in order, recording results; with
+    `rounds`, each train row also in separate processes (`separate_fn`)."""
     runners = runners or {"train": train_step.run, "inference": inference.run}
     parsers = {"train": train_step.add_arguments, "inference": train_step.add_arguments}
     start = time.perf_counter()
@@ -99,9 +103,12 @@ def run_rows(
             continue
         parser = argparse.ArgumentParser()
         parsers[row.kind](parser)
-        args = parser.parse_args(row.flags(min(row_budget_s, max(left, 1.0)), min_steps))
+        flags = row.flags(min(row_budget_s, max(left, 1.0)), min_steps)
+        args = parser.parse_args(flags)
         row_start = time.perf_counter()
         row.result = runners[row.kind](args)
+        if rounds and row.kind == "train":
+            row.separate = separate_fn("benchmarks.train_step", flags, rounds)
         row.seconds = time.perf_counter() - row_start
         done.append(row)
         jax.clear_caches()  # Compiled steps of earlier rows hold memory.
@@ -123,11 +130,13 @@ def _cells(row: Planned) -> list[str]:
     ratio = f"{result.ratio(eager):.2f} ({result.ratio(eager, fastest=True):.2f})"
     if compiled is not None:
         ratio += f" (compile {result.ratio(compiled.framework):.2f})"
+    separate = row.separate
     return [
         *size,
         f"{jax_s:.3f} ({jax_row.timing.spread})",
         f"{torch_s:.3f} ({torch_row.timing.spread})",
         ratio,
+        "-" if separate is None else f"{separate.ratio(eager):.2f} ({len(separate.notes)} rounds)",
         "-" if target is None else f"<= {target}",
         f"{row.batch / jax_s:.2f} / {row.batch / torch_s:.2f}",
         f"{jax_row.memory_mib or 0:.0f} / {torch_row.memory_mib or 0:.0f}",
@@ -144,6 +153,7 @@ SUMMARY_HEADERS = (
     "jaxseg s/step (min-max)",
     "torch s/step (min-max)",
     "ratio median (fastest)",
+    "ratio separate processes",
     "target",
     "images/s jax / torch",
     "peak mem MiB jax / torch",
@@ -165,7 +175,9 @@ def results_markdown(
         *[f"- {line}" for line in common.header(torch.get_num_threads())],
         "- Same weights in both frameworks (`benchmarks/pairs.py`); random batch; Adam; the",
         "  ratio is jaxseg's median time over torch eager's, timed in interleaved rounds in one",
-        "  process. Memory: device peak on GPU; on CPU the RSS growth during the first step.",
+        '  process; "ratio separate processes" times each framework alone in its own process,',
+        "  alternating (`--processes N`; median of the per-process medians), the fairer one on",
+        "  a shared CPU. Memory: device peak on GPU; on CPU the RSS growth during the first step.",
         "  GFLOP: XLA's cost analysis of the jaxseg step (CPU rows include the im2col/col2im",
         "  formulations' extra work). MFU only where the device's peak is known (H100/H200).",
         "- Profiles behind the speed changes and what stands in the way: `benchmarks/NOTES.md`.",
@@ -182,8 +194,9 @@ def results_markdown(
     parts += ["", "## Input pipeline (`python -m benchmarks.loader`)", "", *loader_lines]
     parts += ["", "## Full tables", ""]
     for row in rows:
-        if row.result is not None:
-            parts += ["```", *common.result_lines(row.result), "```", ""]
+        for result in (row.result, row.separate):
+            if result is not None:
+                parts += ["```", *common.result_lines(result), "```", ""]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -195,6 +208,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-steps", type=int, default=2, help="timed steps per row, at least")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--loader-images", type=int, default=48)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time each train row in separate processes, alternating, N rounds",
+    )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -204,7 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = plan(on_gpu, tuple(args.models.split(",")))
     budget_s = 60 * args.budget_minutes - (time.perf_counter() - start)
-    run_rows(rows, budget_s=budget_s, row_budget_s=args.row_budget, min_steps=args.min_steps)
+    run_rows(
+        rows,
+        budget_s=budget_s,
+        row_budget_s=args.row_budget,
+        min_steps=args.min_steps,
+        rounds=args.processes,
+    )
     text = results_markdown(
         rows, loader_lines, minutes=(time.perf_counter() - start) / 60, on_gpu=on_gpu
     )

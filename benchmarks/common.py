@@ -244,6 +244,8 @@ class Result:
     flops: float | None  # XLA's count for one jaxseg step.
     rows: list[Row]
     target: float | None = None  # The issue's bound on the JAX / torch eager time ratio.
+    separate: bool = False  # Each framework timed alone in its own processes.
+    notes: list[str] = dataclasses.field(default_factory=list)  # Lines above the ratios.
 
     def ratio(self, framework: str, fastest: bool = False) -> float:
         """jaxseg's median (or fastest) step time over `framework`'s."""
@@ -294,14 +296,30 @@ def result_lines(result: Result) -> list[str]:
         )
     flops = "-" if result.flops is None else f"{result.flops / 1e9:.1f} GFLOP"
     title = f"{result.title}; XLA cost analysis: {flops} per step"
-    lines = [title, *markdown_table(TABLE_HEADERS, rows)]
-    others = [r.framework for r in result.rows if r.framework not in (JAX_ROW, TORCH_EAGER_ROW)]
+    lines = [title, *markdown_table(TABLE_HEADERS, rows), *result.notes]
+    names = [r.framework for r in result.rows]
+    if JAX_ROW not in names or TORCH_EAGER_ROW not in names:
+        # `--only`: one framework, nothing to compare with.
+        return lines + [
+            f"{r.framework} alone: {r.timing.median:.4g} s/step median" for r in result.rows
+        ]
+    others = [name for name in names if name not in (JAX_ROW, TORCH_EAGER_ROW)]
+    how = ", separate processes" if result.separate else ""
     for name in [*others, TORCH_EAGER_ROW]:
         bound = result.target if name == TORCH_EAGER_ROW else None
         target = f" (target <= {bound})" if bound else ""
         # The fastest steps are the least disturbed by other load on a shared machine.
         lines.append(
-            f"ratio {JAX_ROW} / {name} time: {result.ratio(name):.2f} median, "
+            f"ratio {JAX_ROW} / {name} time{how}: {result.ratio(name):.2f} median, "
             f"{result.ratio(name, fastest=True):.2f} fastest{target}"
         )
     return lines
+
+
+def result_to_json(result: Result) -> dict:
+    return dataclasses.asdict(result)
+
+
+def result_from_json(data: dict) -> Result:
+    rows = [Row(**{**row, "timing": Timing(**row["timing"])}) for row in data["rows"]]
+    return Result(**{**data, "rows": rows})

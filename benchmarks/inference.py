@@ -5,8 +5,9 @@
 
 The defaults are full resolution: IDD's 1080x1920 frames padded to 1088 rows, as the
 study's loader did (FCN needs multiples of 32). Same weights, batch and timing as
-``benchmarks.train_step``: jaxseg's jitted ``model.apply(train=False)`` against torch
-eager under ``torch.inference_mode`` (and ``torch.compile`` on a GPU). The table's
+``benchmarks.train_step`` (``--only``, ``--processes N`` included): jaxseg's jitted
+``model.apply(train=False)`` against torch eager under ``torch.inference_mode`` (and
+``torch.compile`` on a GPU). The table's
 "loss / max abs Δ" column holds each output's largest absolute difference from torch
 eager's logits, a parity check at the benchmark's own weights and size.
 """
@@ -67,12 +68,14 @@ def run(args: argparse.Namespace) -> common.Result:
     images = train_step.random_batch(args.batch, args.height, args.width)["image"]
     image, _ = train_step.torch_batch({"image": images, "label": images[..., 0]}, device)
 
-    step, compile_s, flops = jax_forward(pair, images)
-    steps = {common.JAX_ROW: step}
-    compile_seconds = {common.JAX_ROW: compile_s}
-    for name, kwargs in train_step.torch_variants(args.dtype, device, args.torch_compile).items():
-        steps[name] = torch_forward(pair, image, **kwargs)
-
+    steps, compile_seconds, flops = {}, {}, None
+    if args.only != "torch":
+        steps[common.JAX_ROW], compile_seconds[common.JAX_ROW], flops = jax_forward(pair, images)
+    if args.only != "jax":
+        for name, kwargs in train_step.torch_variants(
+            args.dtype, device, args.torch_compile
+        ).items():
+            steps[name] = torch_forward(pair, image, **kwargs)
     outputs, memory = {}, {}
     for name, step in steps.items():
         start = time.perf_counter()
@@ -85,8 +88,9 @@ def run(args: argparse.Namespace) -> common.Result:
         memory[name] = train_step.device_memory(name, device, rss.growth_mib)
         if name.startswith("torch.compile"):
             compile_seconds[name] = time.perf_counter() - start
-    eager_name = next(n for n in steps if n.startswith(common.TORCH_EAGER_ROW))
-    reference = outputs[eager_name]
+    # Alone (`--only jax`) there is no torch output to compare with.
+    eager_name = next((n for n in steps if n.startswith(common.TORCH_EAGER_ROW)), None)
+    reference = outputs.get(eager_name)
     timings = common.time_interleaved(
         steps, min_steps=args.min_steps, max_steps=args.max_steps, budget_s=args.budget
     )
@@ -96,14 +100,16 @@ def run(args: argparse.Namespace) -> common.Result:
             timings[name],
             memory[name],
             compile_seconds.get(name),
-            max_abs_diff=float(np.abs(outputs[name] - reference).max()),
+            max_abs_diff=None
+            if reference is None
+            else float(np.abs(outputs[name] - reference).max()),
         )
         for name in steps
     ]
     title = (
         f"inference: {pair.describe()} {args.height}x{args.width} batch {args.batch} "
         f"{args.dtype}, eval mode; {args.warmup} warm-up, "
-        f"{len(timings[common.JAX_ROW].seconds)} timed steps each; torch on {device.type}"
+        f"{train_step.timed_steps(timings)} timed steps each; torch on {device.type}"
         + (" (eager row is AMP bf16)" if args.dtype == "bf16" else "")
     )
     return common.Result(title, args.batch, args.dtype, flops, rows)
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> common.Result:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     train_step.add_arguments(parser)
     parser.set_defaults(height=1088, width=1920, batch=1)
-    return train_step.main_with(parser, argv, run)
+    return train_step.main_with(parser, argv, run, "benchmarks.inference")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ backward and an Adam update on the same random batch: jaxseg's jitted ``train_st
 (buffers donated) and a PyTorch eager step; on a GPU also ``torch.compile`` (``--dtype
 bf16``: jaxseg computes in bfloat16 with float32 weights, torch runs under autocast bf16).
 After ``--warmup`` steps each, steps are timed in interleaved rounds (``--min-steps`` to
-``--max-steps`` within ``--budget`` seconds). Prints one table — median and min-max
+``--max-steps`` within ``--budget`` seconds). In one process the frameworks disturb each
+other; ``--only jax|torch`` times one alone, and ``--processes N`` runs ``--only jax`` and
+``--only torch`` in fresh processes, alternating, N rounds (``benchmarks.processes``): the
+fair ratio on a shared CPU. Prints one table — median and min-max
 s/step, images/s, peak memory (device peak on GPU; on CPU the RSS growth over the first
 step), compile time, the first step's loss (equal up to rounding from equal weights where
 the model has no dropout), XLA's FLOPs and MFU — and the JAX / PyTorch time ratio last.
@@ -18,14 +21,16 @@ import argparse
 import functools
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import numpy as np
 import torch
 
-from benchmarks import common, pairs
+from benchmarks import common, pairs, processes
 from jaxseg import cli, steps
 
 # The issue's CPU fp32 bounds on jaxseg's time over torch eager's.
@@ -154,12 +159,12 @@ def run(args: argparse.Namespace) -> common.Result:
     batch = random_batch(args.batch, args.height, args.width)
     image, label = torch_batch(batch, device)
 
-    step, compile_s, flops = jax_step(pair, batch)
-    steps = {common.JAX_ROW: step}
-    compile_seconds = {common.JAX_ROW: compile_s}
-    for name, kwargs in torch_variants(args.dtype, device, args.torch_compile).items():
-        steps[name] = torch_step(pair, image, label, **kwargs)
-
+    steps, compile_seconds, flops = {}, {}, None
+    if args.only != "torch":
+        steps[common.JAX_ROW], compile_seconds[common.JAX_ROW], flops = jax_step(pair, batch)
+    if args.only != "jax":
+        for name, kwargs in torch_variants(args.dtype, device, args.torch_compile).items():
+            steps[name] = torch_step(pair, image, label, **kwargs)
     losses, memory = {}, {}
     for name, step in steps.items():
         start = time.perf_counter()
@@ -186,11 +191,15 @@ def run(args: argparse.Namespace) -> common.Result:
     target = CPU_TARGETS.get(args.model) if on_cpu and args.dtype == "fp32" else None
     title = (
         f"train step: {pair.describe()} {args.height}x{args.width} batch {args.batch} "
-        f"{args.dtype}, Adam; {args.warmup} warm-up, {len(timings[common.JAX_ROW].seconds)}"
+        f"{args.dtype}, Adam; {args.warmup} warm-up, {timed_steps(timings)}"
         f" timed steps each; torch on {device.type}"
         + (" (eager row is AMP bf16)" if args.dtype == "bf16" else "")
     )
     return common.Result(title, args.batch, args.dtype, flops, rows, target)
+
+
+def timed_steps(timings: dict[str, common.Timing]) -> int:
+    return len(next(iter(timings.values())).seconds)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -220,12 +229,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch intra-op threads; XLA's CPU pool has one per core",
     )
     parser.add_argument("--results", help="also append the table to this markdown file")
+    parser.add_argument(
+        "--only", choices=processes.FRAMEWORKS, help="time one framework alone in this process"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time each framework alone in its own processes, alternating, N rounds",
+    )
+    parser.add_argument("--json", help="also write the result to this JSON file")
 
 
-def main_with(parser: argparse.ArgumentParser, argv: list[str] | None, run_fn) -> common.Result:
-    """Parses flags, runs `run_fn`, prints (and optionally appends) the table."""
+def main_with(
+    parser: argparse.ArgumentParser, argv: list[str] | None, run_fn, module: str
+) -> common.Result:
+    """Parses flags, runs `run_fn` (or, with ``--processes``, `module` in child processes),
+    prints (and optionally appends) the table."""
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    result = run_fn(args)
+    if args.processes and args.only:
+        parser.error("--processes runs both frameworks; drop --only")
+    if args.processes:
+        result = processes.run_separate(module, argv, args.processes)
+    else:
+        result = run_fn(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(common.result_to_json(result)))
     lines = [*common.header(args.torch_threads), *common.result_lines(result)]
     print("\n".join(lines))
     if args.results:
@@ -236,7 +267,7 @@ def main_with(parser: argparse.ArgumentParser, argv: list[str] | None, run_fn) -
 def main(argv: list[str] | None = None) -> common.Result:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    return main_with(parser, argv, run)
+    return main_with(parser, argv, run, "benchmarks.train_step")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def defaults() -> ml_collections.ConfigDict:
         # Convolution kernels: "cpu" (formulations measured faster on the XLA CPU backend,
         # jaxseg.cpu_kernels), "xla" (plain XLA) or "auto" (cpu on the CPU backend).
         kernels="auto",
+        remat=False,  # Recompute blocks' activations in backward (U-Net) instead of keeping them.
     )
     config.data = _section(
         source="synthetic",  # "synthetic" or a dataset path (jaxseg.data.formats).
@@ -56,6 +57,7 @@ def defaults() -> ml_collections.ConfigDict:
         # A corrupt image, wrong-size label or unknown label id: "raise" (an error naming
         # the file) or "skip" (logged, listed in results.json as "skipped_files").
         on_error="raise",
+        prefetch=2,  # Batches a thread reads ahead of the step (data.prefetch); 0: none.
         # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
         # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
         augment=ml_collections.ConfigDict(),
@@ -115,6 +117,7 @@ def _train_section() -> ml_collections.ConfigDict:
         tensorboard_images=2,
         # Batches per optimizer update (optax.MultiSteps); the schedule counts updates.
         accumulate_steps=1,
+        log_plan=False,  # Log the step's parameters, GFLOPs, peak memory (one more compile).
     )
 
 

@@ -45,6 +45,8 @@ def build_model(
     over a pmapped axis."""
     if config.model.dtype not in DTYPES:
         raise ConfigError(f"model.dtype {config.model.dtype!r}; valid: {', '.join(DTYPES)}")
+    # Only models with a `remat` field take it; asking another for it is an error below.
+    remat = {"remat": True} if config.model.remat else {}
     try:
         return models.get_model(
             config.model.name,
@@ -52,6 +54,7 @@ def build_model(
             dtype=DTYPES[config.model.dtype],
             bn_axis_name=bn_axis_name,
             kernels=cpu_kernels.resolve(config.model.kernels),
+            **remat,
             **config.model.options.to_dict(),
         )
     except (ValueError, TypeError) as e:

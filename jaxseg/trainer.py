@@ -30,6 +30,7 @@ from jaxseg import (
     files,
     inference,
     parallel,
+    planning,
     progress,
     report,
     results,
@@ -39,7 +40,7 @@ from jaxseg import (
 )
 from jaxseg.config import check as check_config
 from jaxseg.config import config_to_json, flatten_dict
-from jaxseg.data import augment, formats, pipeline, sources, transforms
+from jaxseg.data import augment, formats, pipeline, prefetch, sources, transforms
 from jaxseg.errors import ConfigError, DataError, Interrupted, TrainingError, WorkdirError
 
 
@@ -94,27 +95,29 @@ class StopSignals:
 
 
 class Throughput:
-    """Steps and images per second over logging windows; the first (compiling) one is
-    left out of the run's average."""
+    """Steps and images per second over logging windows (the first, compiling, one is left
+    out of the run's average), and the share of each window spent waiting for data."""
 
     def __init__(self, batch_size: int):
         self.batch_size = batch_size
-        self.window_start, self.window_steps = time.perf_counter(), 0
+        self.window_start, self.window_steps, self.window_wait = time.perf_counter(), 0, 0.0
         self.images, self.seconds, self.windows = 0, 0.0, 0
 
-    def step(self) -> None:
+    def step(self, data_wait_s: float = 0.0) -> None:
+        """Counts a step that waited `data_wait_s` seconds for its batch."""
         self.window_steps += 1
+        self.window_wait += data_wait_s
 
-    def end_window(self) -> tuple[int, float]:
-        """Closes a window: (its steps, its steps/s)."""
+    def end_window(self) -> tuple[int, float, float]:
+        """Closes a window: (its steps, its steps/s, the share of its time waiting for data)."""
         elapsed = time.perf_counter() - self.window_start
-        steps = self.window_steps
+        steps, wait = self.window_steps, self.window_wait
         if self.windows > 0:
             self.images += steps * self.batch_size
             self.seconds += elapsed
         self.windows += 1
-        self.window_start, self.window_steps = time.perf_counter(), 0
-        return steps, steps / elapsed
+        self.window_start, self.window_steps, self.window_wait = time.perf_counter(), 0, 0.0
+        return steps, steps / elapsed, min(wait / elapsed, 1.0)
 
     def images_per_sec(self) -> float:
         return self.images / self.seconds if self.seconds else float("nan")
@@ -171,7 +174,7 @@ class Loop:
     state: state.TrainState
     learning_rate: optax.Schedule
     checkpoints: checkpoint.Checkpoints
-    train_iter: object  # A grain DatasetIterator (get_state/set_state).
+    train_iter: object  # A grain DatasetIterator or a Prefetcher of one (get_state).
     steps_per_epoch: int
     total_steps: int
     start_step: int
@@ -273,7 +276,8 @@ def _train_iterator(
     config: ml_collections.ConfigDict, source: sources.Source, saved_state, skipped: list
 ):
     """This process's iterator over the training batches, at `saved_state` if not None;
-    under `data.on_error=skip` the files left out are appended to `skipped`."""
+    under `data.on_error=skip` the files left out are appended to `skipped`. A thread reads
+    `data.prefetch` batches ahead, so decoding overlaps the step even without workers."""
     data = config.data
     train_iter = iter(
         pipeline.train_dataset(
@@ -291,7 +295,7 @@ def _train_iterator(
     )
     if saved_state is not None:
         train_iter.set_state(saved_state)
-    return train_iter
+    return prefetch.Prefetcher(train_iter, data.prefetch) if data.prefetch > 0 else train_iter
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
@@ -324,6 +328,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: Path) -> Loop:
     weights = class_weights.for_config(config, workdir, dataset.label_space, outputs, train_source)
     num_classes = dataset.label_space.num_classes
     compiled = steps.compile_steps(config, strategy, num_classes, weights, train_state)
+    if config.train.log_plan and progress.is_main_process():
+        logging.info(planning.make_plan(config, find_max_batch=False).summary())
     resumed = meta is not None
     meta = {**RUN_START, **(meta or {})}
     skipped_files = list(meta["skipped_files"])
@@ -393,7 +399,7 @@ def _log_window(loop: Loop, step: int) -> None:
     skipped = _check_finite(loop, records, step - len(records) + 1)
     finite = [r for r in records if r["finite"]]
     loss = float(np.mean([r["loss"] for r in finite])) if finite else math.nan
-    steps_done, steps_per_sec = loop.throughput.end_window()
+    steps_done, steps_per_sec, data_wait = loop.throughput.end_window()
     batch_size = loop.config.data.batch_size
     record = {
         "step": step,
@@ -405,6 +411,7 @@ def _log_window(loop: Loop, step: int) -> None:
         ),
         "steps_per_sec": steps_per_sec,
         "images_per_sec": steps_per_sec * batch_size,
+        "data_wait": data_wait,
     }
     if skipped:
         record["train_skipped_steps"] = skipped
@@ -487,10 +494,14 @@ def run_steps(
     if loop.early_stopping.stopped:  # Resumed after the run had stopped early.
         return step
     while step < loop.total_steps:
-        batch = loop.strategy.place_batch(next(loop.train_iter))
+        # Time blocked here is time the step (dispatched asynchronously) cannot hide.
+        wait_start = time.perf_counter()
+        host_batch = next(loop.train_iter)
+        data_wait_s = time.perf_counter() - wait_start
+        batch = loop.strategy.place_batch(host_batch)
         loop.state, step_metrics = loop.steps.train(loop.state, batch)
         step += 1
-        loop.throughput.step()
+        loop.throughput.step(data_wait_s)
         loop.pending.append(step_metrics)
         end_of_epoch = step % loop.steps_per_epoch == 0
         if step % loop.config.train.log_every_steps == 0 or end_of_epoch:
@@ -545,7 +556,7 @@ def finish(loop: Loop, step: int) -> dict:
         epochs=step / loop.steps_per_epoch,
         train_images_per_sec=loop.throughput.images_per_sec(),
         **(
-            {"skipped_files": sorted(loop.skipped_files)}
+            {"skipped_files": sorted(set(loop.skipped_files))}
             if loop.config.data.on_error == "skip"
             else {}
         ),
@@ -591,6 +602,8 @@ def train_and_evaluate(
                 loop.bar.close()
                 loop.log.close()
                 loop.checkpoints.close()
+                if isinstance(loop.train_iter, prefetch.Prefetcher):
+                    loop.train_iter.close()
         except OSError as e:  # A read-only or full disk: the files already written stay.
             raise WorkdirError(
                 f"{workdir}: cannot write {e.filename or ''} ({e.strerror})"

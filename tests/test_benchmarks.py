@@ -3,13 +3,15 @@
 Speed is never asserted: these runs only prove that the benchmarks measure what they say.
 """
 
+import json
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks import common, loader
+from benchmarks import common, loader, processes
 
 pytest.importorskip("torchvision")
 bench_all = pytest.importorskip("benchmarks.all")
@@ -22,6 +24,7 @@ TINY_MODELS = {
     "custom": ["--model=custom", "--option=depth=2"],
     "unet": ["--model=unet", "--option=base_width=4"],
 }
+FRAMEWORK_ROWS = (common.JAX_ROW, common.TORCH_EAGER_ROW)
 RATIO = re.compile(
     r"^ratio jaxseg jit / torch eager time: \d+\.\d\d median, \d+\.\d\d fastest"
     r"( \(target <= [\d.]+\))?$"
@@ -119,6 +122,15 @@ def test_all_skips_rows_over_budget_and_writes_tables():
         row_budget_s=1.0,
         min_steps=1,
         runners={"train": slow_run, "inference": slow_run},
+        rounds=2,
+        separate_fn=lambda module, flags, rounds: common.Result(
+            "separate",
+            2,
+            "fp32",
+            None,
+            [common.Row(name, common.Timing([0.2]), None, None) for name in FRAMEWORK_ROWS],
+            notes=["round 1", "round 2"],
+        ),
     )
     assert rows[0].result is not None and rows[2].result is not None
     assert rows[1].result is None and rows[1].skipped.startswith("not run: estimated")
@@ -133,9 +145,11 @@ def test_all_skips_rows_over_budget_and_writes_tables():
     first = [c.strip() for c in train_rows[0].strip("|").split("|")]
     assert first[:4] == ["fcn", "256x512", "2", "fp32"]
     # Medians 0.15 s / 0.2 s (fastest 0.1 / 0.2); the fcn target; 2e9 FLOP / 0.15 s.
-    assert first[6] == "0.75 (0.50)" and first[7] == "<= 0.8" and first[11] == "13.3 (n/a)"
+    assert first[6] == "0.75 (0.50)" and first[8] == "<= 0.8" and first[12] == "13.3 (n/a)"
+    assert first[7] == "1.00 (2 rounds)"  # The fake separate run: 0.2 s / 0.2 s.
     assert "not run: estimated" in train_rows[1]
-    assert text.count("```") == 4  # The two full tables that ran.
+    # The two full tables that ran, the train row's separate-process one too.
+    assert text.count("```") == 6
 
 
 def test_loader_table(capsys):
@@ -148,3 +162,64 @@ def test_loader_table(capsys):
     ]
     assert re.match(r"^ratio grain / torch images/s: \d+\.\d\d whole run", lines[-1])
     assert np.isfinite(float(lines[-1].split(": ")[1].split()[0]))
+
+
+def test_only_times_one_framework(capsys):
+    result = train_step.main([*TINY_MODELS["fcn"], *TINY, "--only=torch"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [row[0] for row in _table(lines)] == [common.TORCH_EAGER_ROW]
+    assert result.flops is None and [r.framework for r in result.rows] == [common.TORCH_EAGER_ROW]
+    assert re.match(r"^torch eager alone: [\d.e-]+ s/step median$", lines[-1])
+
+
+def test_child_argv_drops_the_parents_flags():
+    argv = ["--model=fcn", "--processes", "3", "--results=R.md", "--json", "x", "--batch=2"]
+    assert processes.child_argv(argv, "jax", "out.json") == [
+        "--model=fcn",
+        "--batch=2",
+        "--only=jax",
+        "--json=out.json",
+    ]
+
+
+def test_processes_alternate_frameworks_and_print_the_ratio_last():
+    """Fake children write known step times; the medians and ratio are checked by hand."""
+    seconds = {"jax": [[1.0, 3.0, 2.0], [4.0, 6.0]], "torch": [[2.0, 2.0], [9.0, 1.0, 3.0]]}
+    calls = []
+
+    def fake_child(module, argv):
+        only = next(a.split("=")[1] for a in argv if a.startswith("--only="))
+        path = next(a.split("=")[1] for a in argv if a.startswith("--json="))
+        calls.append((module, only))
+        name = common.JAX_ROW if only == "jax" else common.TORCH_EAGER_ROW
+        times = seconds[only][sum(c[1] == only for c in calls) - 1]
+        row = common.Row(name, common.Timing(times), 1.0, None, loss=3.0)
+        flops = 1e9 if only == "jax" else None
+        result = common.Result("train step: fake; 1 warm-up", 2, "fp32", flops, [row], 0.8)
+        Path(path).write_text(json.dumps(common.result_to_json(result)))
+
+    argv = ["--model=fcn", "--processes=2", "--results=x.md"]
+    result = processes.run_separate("benchmarks.train_step", argv, 2, run_fn=fake_child)
+    assert calls == [("benchmarks.train_step", f) for f in ("jax", "torch")] * 2
+    # Per-process medians: jax 2.0 and 5.0, torch 2.0 and 3.0.
+    assert [r.timing.seconds for r in result.rows] == [[2.0, 5.0], [2.0, 3.0]]
+    lines = common.result_lines(result)
+    assert lines[-3:] == [
+        "round 1: jaxseg jit 2 s, torch eager 2 s",
+        "round 2: jaxseg jit 5 s, torch eager 3 s",
+        # Medians 3.5 / 2.5; fastest 2.0 / 2.0.
+        "ratio jaxseg jit / torch eager time, separate processes: 1.40 median, 1.00 fastest "
+        "(target <= 0.8)",
+    ]
+    assert result.flops == 1e9 and "alone in its own process, 2 rounds" in result.title
+
+
+def test_a_failing_child_stops_with_its_error():
+    with pytest.raises(SystemExit, match=r"json\.tool .*failed \(exit \d+\): .*No such file"):
+        processes.run_child("json.tool", ["/nonexistent.json"])
+
+
+def test_processes_and_only_together_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        train_step.main([*TINY_MODELS["fcn"], "--processes=2", "--only=jax"])
+    assert "drop --only" in capsys.readouterr().err

@@ -34,6 +34,9 @@ def test_training_lowers_loss_and_writes_outputs(tiny_data, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in records if "train_loss" in r]
     assert len(losses) == 24
+    # The share of each logged window spent waiting for the prefetching thread's batches.
+    waits = [r["data_wait"] for r in records if "train_loss" in r]
+    assert all(0.0 <= w <= 1.0 for w in waits)
     assert np.mean(losses[-4:]) < 0.85 * np.mean(losses[:4])
     val_losses = [r["val_loss"] for r in records if "val_loss" in r]
     assert len(val_losses) == 6 and val_losses[-1] < val_losses[0]

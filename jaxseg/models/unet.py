@@ -35,8 +35,10 @@ class DoubleConv(nn.Module):
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
     kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
+    # `train` may come positionally: `nn.remat` needs it static, and static arguments are
+    # positional (`static_argnums`).
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         """Maps [B, H, W, Ci] to [B, H, W, features]."""
         for i, features in enumerate((self.mid_features or self.features, self.features), 1):
             x = Conv2d(
@@ -68,7 +70,7 @@ class Up(nn.Module):
     kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
-    def __call__(self, x: jax.Array, skip: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, skip: jax.Array, train: bool) -> jax.Array:
         """Maps x [B, h, w, C] and skip [B, 2h, 2w, Cs] to [B, 2h, 2w, features]."""
         channels = x.shape[-1]
         if self.upsample == "bilinear":
@@ -113,6 +115,9 @@ class UNet(nn.Module):
     param_dtype: Dtype = jnp.float32
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
     kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
+    # Rematerialise each DoubleConv / Up block: the backward pass recomputes a block's
+    # activations from its input instead of keeping them, trading compute for peak memory.
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -141,11 +146,16 @@ class UNet(nn.Module):
         if self.upsample == "bilinear":
             # Bilinear upsampling keeps channels, so the deepest level is halved instead.
             widths[4] //= 2
+        double_conv, up = DoubleConv, Up
+        if self.remat:
+            # `train` (argument 2 of DoubleConv, 3 of Up, self included) stays a Python bool.
+            double_conv = nn.remat(DoubleConv, static_argnums=(2,))
+            up = nn.remat(Up, static_argnums=(3,))
         x = x.astype(self.dtype)
-        skips = [DoubleConv(widths[0], name="inc", **common)(x, train=train)]
+        skips = [double_conv(widths[0], name="inc", **common)(x, train)]
         for i in range(4):
             x = max_pool_2x2(skips[-1])
-            skips.append(DoubleConv(widths[i + 1], name=f"down_{i}", **common)(x, train=train))
+            skips.append(double_conv(widths[i + 1], name=f"down_{i}", **common)(x, train))
         x = skips.pop()
         for i in range(4):
             skip = skips.pop()
@@ -153,7 +163,7 @@ class UNet(nn.Module):
             if self.upsample == "bilinear" and i < 3:
                 # milesial's Up(in, out // factor): the next level's input stays halved.
                 features //= 2
-            x = Up(features, upsample=self.upsample, name=f"up_{i}", **common)(x, skip, train=train)
+            x = up(features, upsample=self.upsample, name=f"up_{i}", **common)(x, skip, train)
         x = Conv2d(
             self.num_classes,
             kernel_size=1,
