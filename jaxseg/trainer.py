@@ -432,7 +432,7 @@ def _val_overlay(loop: Loop) -> np.ndarray:
             continue
         example = transforms.resize(example, config.data.height, config.data.width)
         image, label = example["image"], example["label"]
-        prediction = inference.predict_ids(host_state, config, space, image)
+        prediction = inference.Segmenter(host_state, config, space)(image)
         overlays = [report.blend(image, ids, space) for ids in (prediction, label)]
         rows.append(np.concatenate([image, *overlays], axis=1))
     return np.concatenate(rows) if rows else np.zeros((1, 1, 3), np.uint8)

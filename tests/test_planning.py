@@ -134,7 +134,7 @@ def test_cli_writes_the_contract_and_refuses_a_bad_size(tmp_path, capsys):
     out = tmp_path / "plan.json"
     overrides = [f"--set={item}" for item in TINY_UNET]
     record = plan.main(
-        ["--experiment=baseline", *overrides, "--device-memory=1GB", f"--json={out}"]
+        ["--experiment=baseline", *overrides, "--device-memory=40MB", f"--json={out}"]
     )
     assert json.loads(out.read_text()) == record
     assert {"params", "gflops_per_step", "gflops_per_image", "peak_memory_bytes", "max_batch"} <= (
