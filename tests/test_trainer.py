@@ -58,7 +58,9 @@ def test_training_lowers_loss_and_writes_outputs(tiny_data, tmp_path):
         "steps",
         "epochs",
         "train_images_per_sec",
+        "eval",
     }
+    assert on_disk["eval"] == {"mode": "resize", "flip": False, "scales": [1.0]}
     assert on_disk["experiment"] == "baseline" and on_disk["steps"] == 24
     assert on_disk["labels"] == "idd_level3" and on_disk["data"] == str(tiny_data)
     assert len(on_disk["iou"]) == 26
