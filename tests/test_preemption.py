@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 SEEDS = [int(s) for s in os.environ.get("JAXSEG_KILL_SEEDS", "0").split(",")]
 STEPS = 8  # 2 epochs of 4 steps.
-TIMING = {"steps_per_sec", "images_per_sec", "train_images_per_sec"}
+TIMING = {"steps_per_sec", "images_per_sec", "train_images_per_sec", "data_wait"}
 
 
 @pytest.fixture(scope="module")
