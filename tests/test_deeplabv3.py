@@ -1,4 +1,4 @@
-"""DeepLabV3 / ResNet parity with torchvision, and the checkpoint converter (SPEC 5, 6)."""
+"""DeepLabV3 / ResNet parity with torchvision, and the checkpoint converter."""
 
 import copy
 import json
@@ -63,7 +63,7 @@ def _nhwc(x) -> np.ndarray:
 
 
 def _assert_close(got, want: np.ndarray, rel: float = 1e-4) -> None:
-    """Asserts max |got - want| <= rel * max(1, max |want|) (SPEC 6's parity bound)."""
+    """Asserts max |got - want| <= rel * max(1, max |want|) (the parity bound of docs/parity.md)."""
     diff = float(np.max(np.abs(np.asarray(got) - want)))
     assert diff <= rel * max(1.0, float(np.max(np.abs(want)))), diff
 

@@ -170,7 +170,7 @@ def test_second_run_skips_and_keeps_mtime(idd_root):
 
 
 def test_label_table_follows_idd():
-    # Class names are their own ids (classes.py), the aliases and voids of SPEC 3.
+    # Class names are their own ids (classes.py), the aliases and voids of IDD (docs/datasets.md).
     for index, name in enumerate(IDD_LEVEL3.class_names):
         assert idd_level3_id(name) == index
     aliases = {
