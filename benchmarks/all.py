@@ -85,15 +85,17 @@ def run_rows(
     runners: dict[str, Callable] | None = None,
     rounds: int = 0,
     separate_fn: Callable = processes.run_separate,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> None:
     """Runs every row that fits the remaining budget, in order, recording results; with
-    `rounds`, each train row also in separate processes (`separate_fn`)."""
+    `rounds`, each train row also in separate processes (`separate_fn`). `clock` reads the
+    time spent (tests pass a fake one)."""
     runners = runners or {"train": train_step.run, "inference": inference.run}
     parsers = {"train": train_step.add_arguments, "inference": train_step.add_arguments}
-    start = time.perf_counter()
+    start = clock()
     done: list[Planned] = []
     for row in rows:
-        left = budget_s - (time.perf_counter() - start)
+        left = budget_s - (clock() - start)
         estimate = estimate_seconds(row, done)
         if left <= 0:
             row.skipped = "not run: time budget spent"
@@ -105,11 +107,11 @@ def run_rows(
         parsers[row.kind](parser)
         flags = row.flags(min(row_budget_s, max(left, 1.0)), min_steps)
         args = parser.parse_args(flags)
-        row_start = time.perf_counter()
+        row_start = clock()
         row.result = runners[row.kind](args)
         if rounds and row.kind == "train":
             row.separate = separate_fn("benchmarks.train_step", flags, rounds)
-        row.seconds = time.perf_counter() - row_start
+        row.seconds = clock() - row_start
         done.append(row)
         jax.clear_caches()  # Compiled steps of earlier rows hold memory.
         gc.collect()

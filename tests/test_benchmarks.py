@@ -5,7 +5,6 @@ Speed is never asserted: these runs only prove that the benchmarks measure what 
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -111,15 +110,18 @@ def test_all_skips_rows_over_budget_and_writes_tables():
         bench_all.Planned("inference", "fcn", 512, 1024, 2, "fp32"),
     ]
 
+    now = [0.0]
+
     def slow_run(args):
-        time.sleep(1.0)
+        now[0] += 1.0  # Each row takes one second on the fake clock.
         return _fake_result(0.1)
 
     # The first row takes 1 s, so the second (4x the pixels) is estimated at 4 s, more than
-    # the 2 s left; the third has no estimate and runs in what is left (slack for load).
+    # the 2 s left; the third has no estimate and runs in what is left.
     bench_all.run_rows(
         rows,
         budget_s=3.0,
+        clock=lambda: now[0],
         row_budget_s=1.0,
         min_steps=1,
         runners={"train": slow_run, "inference": slow_run},

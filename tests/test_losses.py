@@ -172,12 +172,20 @@ def test_weighted_cross_entropy_matches_torch(weighted):
     torch = _torch()
     logits, labels, weights = _random_batch(seed=0, shape=(2, 7, 9), num_classes=26)
     weights = weights if weighted else None
-    ours = float(losses.weighted_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), weights))
+    ours, our_grad = jax.value_and_grad(losses.weighted_cross_entropy)(
+        jnp.asarray(logits), jnp.asarray(labels), weights
+    )
     loss = torch.nn.CrossEntropyLoss(
         weight=None if weights is None else torch.tensor(weights), ignore_index=VOID
     )
-    expected = loss(torch.tensor(logits).permute(0, 3, 1, 2), torch.tensor(labels).long())
-    assert ours == pytest.approx(float(expected), rel=1e-5)
+    x = torch.tensor(logits).permute(0, 3, 1, 2).requires_grad_(True)
+    expected = loss(x, torch.tensor(labels).long())
+    expected.backward()
+    assert float(ours) == pytest.approx(float(expected), rel=1e-5)
+    # The hand-written backward (softmax minus one-hot in one pass) against torch autograd.
+    their_grad = x.grad.permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(our_grad, their_grad, rtol=1e-5, atol=1e-7)
+    assert np.abs(our_grad[labels == VOID]).max() == 0
 
 
 def test_void_as_class_matches_torch_with_27_classes():

@@ -70,16 +70,26 @@ def test_training_lowers_loss_and_writes_outputs(tiny_data, tmp_path):
     assert (tmp_path / "checkpoints" / "best").is_dir()
 
 
+@pytest.fixture(scope="module")
+def straight_run(tiny_data, tmp_path_factory):
+    """Two epochs without interruption, read in the main process (no worker processes)."""
+    workdir = tmp_path_factory.mktemp("straight")
+    train_and_evaluate(_config(tiny_data, "train.epochs=2", "data.workers=0"), workdir)
+    return workdir
+
+
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_mid_epoch_reproduces_uninterrupted_run(tiny_data, tmp_path, workers, final_state):
+def test_resume_mid_epoch_reproduces_uninterrupted_run(
+    tiny_data, tmp_path, workers, final_state, straight_run
+):
+    # The same run whatever the number of reading processes.
     config = _config(tiny_data, "train.epochs=2", f"data.workers={workers}")
-    train_and_evaluate(config, tmp_path / "straight")
     # Interrupted after 3 steps (mid-epoch: 4 steps per epoch), then resumed twice.
     assert train_and_evaluate(config, tmp_path / "resumed", stop_after_steps=3) is None
     assert train_and_evaluate(config, tmp_path / "resumed", stop_after_steps=2) is None
     train_and_evaluate(config, tmp_path / "resumed")
 
-    a, b = final_state(tmp_path / "straight", 8), final_state(tmp_path / "resumed", 8)
+    a, b = final_state(straight_run, 8), final_state(tmp_path / "resumed", 8)
     jax.tree.map(np.testing.assert_array_equal, a, b)
     logged = [
         json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
