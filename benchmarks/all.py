@@ -18,11 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
-import torch
-
-from benchmarks import common, inference, loader, processes, train_step
 from jaxseg import cli
+
+if __name__ == "__main__":
+    # Before jax and torch are imported: the restart (glibc reads its tunables only
+    # at start-up) then costs milliseconds instead of a second import of both.
+    cli.reexec_with_huge_pages("benchmarks.all")
+
+import jax  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import common, inference, loader, processes, train_step  # noqa: E402
 
 MODELS = ("fcn", "custom", "unet", "deeplabv3_resnet101")
 CPU_SIZES = ((256, 512), (512, 1024))
@@ -241,5 +247,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.reexec_with_huge_pages("benchmarks.all")
     main()

@@ -12,9 +12,16 @@ last complete checkpoint). On several hosts, every host runs the same command wi
 import logging
 from pathlib import Path
 
-from jaxseg import cli, parallel, progress
-from jaxseg.config import load_config
-from jaxseg.trainer import train_and_evaluate
+from jaxseg import cli
+
+if __name__ == "__main__":
+    # Before jax and torch are imported: the restart (glibc reads its tunables only
+    # at start-up) then costs milliseconds instead of a second import of both.
+    cli.reexec_with_huge_pages("jaxseg.train")
+
+from jaxseg import parallel, progress  # noqa: E402
+from jaxseg.config import load_config  # noqa: E402
+from jaxseg.trainer import train_and_evaluate  # noqa: E402
 
 
 def _add_multihost(parser) -> None:
@@ -62,5 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    cli.reexec_with_huge_pages("jaxseg.train")
     main()

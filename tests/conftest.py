@@ -17,11 +17,6 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     ).strip()
-# The tests run tiny programs, so compiling them costs more than running them: LLVM's
-# cheapest optimisation level saves about a fifth of the suite's time. (It changes how
-# fast the code runs, not the arithmetic XLA asks for.)
-if "--xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
-    os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Many tests compile the same tiny models, in this process and in the commands they start
 # (which inherit the environment): XLA's persistent cache compiles each program once.
