@@ -19,8 +19,7 @@ from collections.abc import Callable
 from jaxseg import cli
 
 if __name__ == "__main__":
-    # Before jax and torch are imported: the restart (glibc reads its tunables only
-    # at start-up) then costs milliseconds instead of a second import of both.
+    # Before jax and torch are imported (see the function's docstring).
     cli.reexec_with_huge_pages("benchmarks.inference")
 
 import jax  # noqa: E402

@@ -92,7 +92,8 @@ def reexec_with_huge_pages(module: str) -> None:
     comparison stays fair); 3 epochs of the synthetic baseline took 42 s instead of 48-49 s.
     glibc reads tunables only at start-up, hence the re-exec. A GLIBC_TUNABLES already
     in the environment (even empty) is left alone: ``GLIBC_TUNABLES= python -m ...``
-    measures without.
+    measures without. Call it before importing jax or torch: the restart then costs
+    milliseconds, not a second import of both (``jaxseg.train --help``: 16.6 s -> 10.0 s).
     """
     if "GLIBC_TUNABLES" in os.environ or platform.libc_ver()[0] != "glibc":
         return

@@ -13,8 +13,7 @@ from pathlib import Path
 from jaxseg import cli
 
 if __name__ == "__main__":
-    # Before jax and torch are imported: the restart (glibc reads its tunables only
-    # at start-up) then costs milliseconds instead of a second import of both.
+    # Before jax and torch are imported (see the function's docstring).
     cli.reexec_with_huge_pages("jaxseg.paper")
 
 from jaxseg import convert, report, results  # noqa: E402
