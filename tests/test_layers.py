@@ -1,5 +1,7 @@
 """Layer parity with PyTorch ("xla" kernels; the "cpu" ones are in test_cpu_kernels.py)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,3 +60,64 @@ def test_max_pool_and_bilinear_upsample_match_torch():
     np.testing.assert_array_equal(nchw(layers.max_pool_2x2(nhwc(x))), pooled)
     up = torch.nn.functional.interpolate(xt, scale_factor=2, mode="bilinear", align_corners=False)
     np.testing.assert_allclose(nchw(layers.upsample_bilinear_2x(nhwc(x))), up.numpy(), atol=1e-6)
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_as_in_torch():
+    """Integer inputs tie often; torch sends a window's gradient to its first maximum."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (2, 3, 6, 10)).astype(np.float32)
+    cotangent = rng.standard_normal((2, 3, 3, 5)).astype(np.float32)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, 2).backward(torch.tensor(cotangent))
+    _, vjp = jax.vjp(layers.max_pool_2x2, nhwc(x))
+    (grad,) = vjp(nhwc(cotangent))
+    windows = x.reshape(2, 3, 3, 2, 5, 2)
+    assert (windows == windows.max((3, 5), keepdims=True)).sum() > windows.size // 4  # Ties.
+    np.testing.assert_array_equal(nchw(grad), xt.grad.numpy())
+
+
+def _batch_normalize_by_autodiff(x, scale, bias, epsilon):
+    mean = jnp.mean(x, (0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), (0, 1, 2))
+    return (x - mean) / jnp.sqrt(var + epsilon) * scale + bias, mean, var
+
+
+def test_batch_normalize_backward_equals_autodiff_of_its_forward():
+    """All three outputs get a cotangent; the activations sit far from zero (cancellation)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 5, 7, 3)) * 3 + 20, jnp.float32)
+    scale, bias = jnp.asarray([0.5, 2.0, -1.0]), jnp.asarray([0.1, 0.0, -0.3])
+    cotangents = tuple(jnp.asarray(rng.standard_normal(s), jnp.float32) for s in (x.shape, 3, 3))
+    outputs, vjp = jax.vjp(lambda *a: layers.batch_normalize(*a, 1e-5, None), x, scale, bias)
+    expected_outputs, expected_vjp = jax.vjp(
+        lambda *a: _batch_normalize_by_autodiff(*a, 1e-5), x, scale, bias
+    )
+    for got, want in zip(outputs, expected_outputs, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    for got, want in zip(vjp(cotangents), expected_vjp(cotangents), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(jnp.abs(want).max()))
+
+
+def test_synchronised_batch_normalize_equals_one_device_on_the_whole_batch():
+    """Under pmap with an axis name, the input gradient is that of the whole batch on one
+    device; the parameters' gradients are each device's share of the sum."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((4, 3, 5, 2)) * 2 + 1, jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+    scale, bias = jnp.asarray([1.5, -0.5]), jnp.asarray([0.2, 0.4])
+
+    def gradients(x, cotangent, scale, bias, axis_name=None):
+        def loss(x, scale, bias):
+            y, _, _ = layers.batch_normalize(x, scale, bias, 1e-5, axis_name)
+            return jnp.sum(y * cotangent)
+
+        return jax.grad(loss, argnums=(0, 1, 2))(x, scale, bias)
+
+    whole = gradients(x, cotangent, scale, bias)
+    split = functools.partial(gradients, axis_name="batch")
+    dx, d_scale, d_bias = jax.pmap(split, "batch", in_axes=(0, 0, None, None))(
+        x.reshape(2, 2, 3, 5, 2), cotangent.reshape(2, 2, 3, 5, 2), scale, bias
+    )
+    np.testing.assert_allclose(dx.reshape(x.shape), whole[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d_scale.sum(0), whole[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d_bias.sum(0), whole[2], rtol=1e-5, atol=1e-5)
