@@ -435,3 +435,52 @@ def check_spatial_multiple(x: jax.Array, multiple: int, model: str) -> None:
             f"{model} needs input [B, H, W, C] with H and W multiples of {multiple}; "
             f"got shape {tuple(x.shape)}"
         )
+
+
+def call_rematerialized(block: nn.Module, *args: jax.Array, train: bool) -> jax.Array:
+    """``block(*args, train=train)``, whose backward pass recomputes the block's activations
+    from its inputs instead of keeping them from the forward pass.
+
+    Unlike ``nn.remat``, the recomputation's inputs depend on the block's output cotangent,
+    so XLA can neither merge it with the forward pass (CSE) nor schedule it before the
+    backward pass reaches the block. ``nn.remat`` separates the two with optimisation
+    barriers, which XLA's CPU pipeline removes early: its recomputation was merged into or
+    scheduled right after the forward pass, and the compiled peak did not drop.
+
+    Args:
+      block: an unbound module whose ``__call__`` takes ``(*args, train=...)`` and draws no
+        random numbers; its variables other than "params" (BatchNorm's "batch_stats") are
+        updated by the forward pass only.
+      *args: the block's array inputs.
+      train: passed on to the block.
+
+    Returns:
+      The block's output (one array).
+    """
+    definition = block.clone(parent=None)
+
+    def forward(module: nn.Module, *args: jax.Array) -> jax.Array:
+        return module(*args, train=train)
+
+    def forward_keeping_inputs(module: nn.Module, *args: jax.Array):
+        variables = module.variables  # Before the call, which updates the running statistics.
+        return module(*args, train=train), (variables, args)
+
+    def backward(residuals, cotangent: jax.Array):
+        variables, args = residuals
+        # A zero that XLA cannot fold (0 * NaN is NaN), computed from the cotangent: added to
+        # the inputs, it makes the recomputation wait for the cotangent.
+        zero = 0 * cotangent.reshape(-1)[0]
+        args = tuple(a + zero.astype(a.dtype) for a in args)
+
+        def output(params, *args: jax.Array) -> jax.Array:
+            variables_in = {**variables, "params": params}
+            return definition.apply(variables_in, *args, train=train, mutable=True)[0]
+
+        _, vjp = jax.vjp(output, variables["params"], *args)
+        params_cotangent, *args_cotangents = vjp(cotangent)
+        return ({"params": params_cotangent}, *args_cotangents)
+
+    return nn.custom_vjp(forward, forward_fn=forward_keeping_inputs, backward_fn=backward)(
+        block, *args
+    )

@@ -17,6 +17,7 @@ from jaxseg.models.layers import (
     Conv2d,
     ConvTranspose2d,
     Dtype,
+    call_rematerialized,
     check_spatial_multiple,
     max_pool_2x2,
     upsample_bilinear_2x,
@@ -35,10 +36,8 @@ class DoubleConv(nn.Module):
     bn_axis_name: str | None = None  # Mapped axis for cross-device BatchNorm (pmap).
     kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
-    # `train` may come positionally: `nn.remat` needs it static, and static arguments are
-    # positional (`static_argnums`).
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         """Maps [B, H, W, Ci] to [B, H, W, features]."""
         for i, features in enumerate((self.mid_features or self.features, self.features), 1):
             x = Conv2d(
@@ -70,7 +69,7 @@ class Up(nn.Module):
     kernels: str = "xla"  # Convolution formulations, "xla" or "cpu" (models.layers).
 
     @nn.compact
-    def __call__(self, x: jax.Array, skip: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, skip: jax.Array, *, train: bool) -> jax.Array:
         """Maps x [B, h, w, C] and skip [B, 2h, 2w, Cs] to [B, 2h, 2w, features]."""
         channels = x.shape[-1]
         if self.upsample == "bilinear":
@@ -146,16 +145,17 @@ class UNet(nn.Module):
         if self.upsample == "bilinear":
             # Bilinear upsampling keeps channels, so the deepest level is halved instead.
             widths[4] //= 2
-        double_conv, up = DoubleConv, Up
-        if self.remat:
-            # `train` (argument 2 of DoubleConv, 3 of Up, self included) stays a Python bool.
-            double_conv = nn.remat(DoubleConv, static_argnums=(2,))
-            up = nn.remat(Up, static_argnums=(3,))
+
+        def call(block: nn.Module, *args: jax.Array) -> jax.Array:
+            if self.remat:
+                return call_rematerialized(block, *args, train=train)
+            return block(*args, train=train)
+
         x = x.astype(self.dtype)
-        skips = [double_conv(widths[0], name="inc", **common)(x, train)]
+        skips = [call(DoubleConv(widths[0], name="inc", **common), x)]
         for i in range(4):
             x = max_pool_2x2(skips[-1])
-            skips.append(double_conv(widths[i + 1], name=f"down_{i}", **common)(x, train))
+            skips.append(call(DoubleConv(widths[i + 1], name=f"down_{i}", **common), x))
         x = skips.pop()
         for i in range(4):
             skip = skips.pop()
@@ -163,7 +163,7 @@ class UNet(nn.Module):
             if self.upsample == "bilinear" and i < 3:
                 # milesial's Up(in, out // factor): the next level's input stays halved.
                 features //= 2
-            x = up(features, upsample=self.upsample, name=f"up_{i}", **common)(x, skip, train)
+            x = call(Up(features, upsample=self.upsample, name=f"up_{i}", **common), x, skip)
         x = Conv2d(
             self.num_classes,
             kernel_size=1,
