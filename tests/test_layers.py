@@ -22,6 +22,27 @@ def test_conv2d_matches_torch(stride, padding, dilation):
     assert_conv_matches(tconv, layers.Conv2d(7, 3, stride, padding, dilation), x)
 
 
+@pytest.mark.parametrize(("dilation", "taps"), [(8, (1, 3)), (24, (1, 1)), (3, (3, 3))])
+def test_dilated_conv2d_on_a_small_map_drops_the_taps_that_read_only_padding(dilation, taps):
+    """On a 7x20 map, rate 8 leaves only the middle kernel row reading the input and rate 24
+    only the centre tap; the result and all gradients are still torch's."""
+    x = np.random.default_rng(0).standard_normal((2, 5, 7, 20)).astype(np.float32)
+    tconv = torch.nn.Conv2d(5, 7, 3, padding=dilation, dilation=dilation)
+    assert_conv_matches(tconv, layers.Conv2d(7, 3, 1, dilation, dilation), x)
+
+    def conv(x, kernel):
+        pad = ((dilation, dilation), (dilation, dilation))
+        return layers.conv2d(x, kernel, padding=pad, dilation=(dilation, dilation))
+
+    jaxpr = jax.make_jaxpr(conv)(nhwc(x), jnp.zeros((3, 3, 5, 7)))
+    products = [
+        e for e in jaxpr.eqns if e.primitive.name in ("conv_general_dilated", "dot_general")
+    ]
+    assert len(products) == 1
+    kernel_shape = products[0].invars[1].aval.shape
+    assert (kernel_shape[:2] if len(kernel_shape) == 4 else (1, 1)) == taps
+
+
 def test_1x1_conv2d_matches_torch():
     """1x1 stride-1 convolutions are matmuls over channels; values and gradients as torch's."""
     x = np.random.default_rng(0).standard_normal((2, 26, 6, 10)).astype(np.float32)

@@ -51,6 +51,52 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (int(a), int(b))
 
 
+def _taps_reading_input(size: int, taps: int, dilation: int, padding: tuple[int, int]):
+    """(first, last) taps along one axis of a stride-1 convolution that read the input at some
+    output position; the taps outside them read only zero padding. None if none does."""
+    lo, hi = padding
+    out = size + lo + hi - dilation * (taps - 1)
+    # Output i reads input i + j * dilation - lo, for i in [0, out).
+    reading = [
+        j for j in range(taps) if j * dilation - lo <= size - 1 and out - 1 + j * dilation >= lo
+    ]
+    return (reading[0], reading[-1]) if reading else None
+
+
+def drop_padding_taps(
+    input_hw: tuple[int, int], kernel: jax.Array, padding: Padding, dilation: tuple[int, int]
+) -> tuple[jax.Array, Padding]:
+    """(kernel, padding) of a stride-1 convolution without the taps that read only padding.
+
+    A dilated convolution on a small map has such taps (DeepLabV3's ASPP at rate 36 on a
+    32-row map: both off-centre kernel rows); they add zeros, so the convolution with the
+    remaining taps and correspondingly less padding has the same output, and the dropped
+    taps' weight gradient is zero either way.
+
+    Args:
+      input_hw: (H, W) of the input.
+      kernel: [kh, kw, Ci, Co] HWIO kernel.
+      padding: ((top, bottom), (left, right)).
+      dilation: (dh, dw).
+
+    Returns:
+      The kernel restricted to the taps that read the input, and the padding that keeps the
+      output's size; unchanged where no tap can be dropped.
+    """
+    kept, new_padding = [], []
+    for axis in range(2):
+        taps = kernel.shape[axis]
+        reading = _taps_reading_input(input_hw[axis], taps, dilation[axis], padding[axis])
+        first, last = reading or (0, taps - 1)
+        lo = padding[axis][0] - first * dilation[axis]
+        hi = padding[axis][1] - (taps - 1 - last) * dilation[axis]
+        if lo < 0 or hi < 0:  # Would crop the input: keep the kernel whole.
+            first, last, (lo, hi) = 0, taps - 1, padding[axis]
+        kept.append(slice(first, last + 1))
+        new_padding.append((lo, hi))
+    return kernel[tuple(kept)], tuple(new_padding)
+
+
 def conv2d(
     x: jax.Array,
     kernel: jax.Array,
@@ -79,6 +125,8 @@ def conv2d(
     """
     _check_kernels(kernels)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if stride == (1, 1) and all(isinstance(n, int) for n in x.shape[1:3]):
+        kernel, padding = drop_padding_taps(x.shape[1:3], kernel, padding, dilation)
     if kernel.shape[:2] == (1, 1) and stride == (1, 1) and padding == ((0, 0), (0, 0)):
         # A matmul over channels, whose gradients are matmuls too. On CPU XLA ran the input
         # gradient of FCN's 1x1 classifier (2x256x512, 26->32) as a convolution at 4 GFLOP/s,
