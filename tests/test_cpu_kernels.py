@@ -53,6 +53,67 @@ def test_conv2d_fast_weight_grad_matches_torch(force, padding, dilation):
     assert_conv_matches(tconv, conv, x)
 
 
+@pytest.mark.parametrize(("padding", "dilation"), [(2, 2), (8, 8), (1, 3)])
+def test_conv2d_tap_matmuls_match_torch(monkeypatch, padding, dilation):
+    """Rate 8 on a 7x9 map leaves every tap but the centre partly or wholly in the padding."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(cpu_kernels, "TAP_MATMULS_MIN_CHANNELS", 0)
+    x = np.random.default_rng(0).standard_normal((2, 5, 7, 9)).astype(np.float32)
+    tconv = torch.nn.Conv2d(5, 7, 3, padding=padding, dilation=dilation)
+    conv = layers.Conv2d(7, 3, padding=padding, dilation=dilation, kernels="cpu")
+    assert_conv_matches(tconv, conv, x)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize(
+    ("padding", "dilation"),
+    [(((3, 1), (0, 2)), (2, 1)), (((0, 0), (0, 0)), (2, 3)), (((12, 12), (12, 12)), (12, 12))],
+)
+def test_conv2d_tap_matmuls_equal_xla(padding, dilation, dtype):
+    """Asymmetric, no and large padding; values, input and kernel gradients."""
+    kx, kk = jax.random.split(jax.random.key(3))
+    x = jax.random.normal(kx, (2, 10, 13, 6), dtype)
+    kernel = jax.random.normal(kk, (3, 3, 6, 4), dtype)
+
+    def xla(x, kernel):
+        return jax.lax.conv_general_dilated(
+            x,
+            kernel,
+            (1, 1),
+            padding,
+            rhs_dilation=dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+
+    taps = lambda x, k: cpu_kernels.conv2d_tap_matmuls(x, k, padding, dilation)  # noqa: E731
+    got = jax.jit(taps)(x, kernel)
+    assert got.dtype == dtype
+    got = (got, *jax.jit(jax.grad(_loss(taps), argnums=(0, 1)))(x, kernel))
+    # The reference in float32 on the same (rounded) inputs; bfloat16 is checked against it
+    # to a fraction of each output's largest magnitude.
+    x32, kernel32 = x.astype(jnp.float32), kernel.astype(jnp.float32)
+    want = (xla(x32, kernel32), *jax.grad(_loss(xla), argnums=(0, 1))(x32, kernel32))
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape
+        scale = float(jnp.abs(w).max())
+        rtol, atol = (0.0, 2e-2 * scale) if dtype == jnp.bfloat16 else (1e-5, 1e-5 * scale)
+        np.testing.assert_allclose(g.astype(np.float32), w, rtol=rtol, atol=atol)
+
+
+def test_cpu_uses_tap_matmuls_for_dilated_layers_from_1024_channels():
+    def ops(channels: int, dilation: int) -> str:
+        def conv(x, k):
+            pad = ((dilation, dilation), (dilation, dilation))
+            return layers.conv2d(x, k, padding=pad, dilation=(dilation,) * 2, kernels="cpu")
+
+        x, k = jnp.zeros((1, 8, 8, channels)), jnp.zeros((3, 3, channels, 4))
+        return str(jax.make_jaxpr(conv)(x, k))
+
+    assert "conv_general_dilated" not in ops(1024, 2)
+    assert "conv_general_dilated" in ops(512, 2)
+    assert "conv_general_dilated" in ops(1024, 1)
+
+
 @pytest.mark.parametrize("col2im", [True, False])  # False: sub-pixel, fast weight gradient.
 @pytest.mark.parametrize(
     ("kernel_size", "stride", "padding", "output_padding"), [(3, 2, 1, 1), (2, 2, 0, 0)]

@@ -114,8 +114,9 @@ def conv2d(
       stride: (sh, sw).
       padding: ((top, bottom), (left, right)) zero padding.
       dilation: (dh, dw) kernel dilation.
-      kernels: "xla", or "cpu" for the im2col weight gradient of stride-1 layers that
-        ``cpu_kernels.use_fast_weight_grad`` picks (1x1 or large ones).
+      kernels: "xla", or "cpu" for, in stride-1 layers, the tap matmuls of dilated ones
+        with many input channels (``cpu_kernels.use_tap_matmuls``) and otherwise the im2col
+        weight gradient where ``cpu_kernels.use_fast_weight_grad`` picks it.
 
     Returns:
       [B, Ho, Wo, Co] output.
@@ -125,7 +126,8 @@ def conv2d(
     """
     _check_kernels(kernels)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-    if stride == (1, 1) and all(isinstance(n, int) for n in x.shape[1:3]):
+    static_hw = all(isinstance(n, int) for n in x.shape[1:3])  # Not with symbolic H, W.
+    if stride == (1, 1) and static_hw:
         kernel, padding = drop_padding_taps(x.shape[1:3], kernel, padding, dilation)
     if kernel.shape[:2] == (1, 1) and stride == (1, 1) and padding == ((0, 0), (0, 0)):
         # A matmul over channels, whose gradients are matmuls too. On CPU XLA ran the input
@@ -133,6 +135,8 @@ def conv2d(
         # 54 ms of a 0.27 s train step.
         return (x.reshape(-1, x.shape[-1]) @ kernel[0, 0]).reshape(*x.shape[:-1], -1)
     if kernels == "cpu" and stride == (1, 1):
+        if static_hw and cpu_kernels.use_tap_matmuls(kernel.shape, dilation):
+            return cpu_kernels.conv2d_tap_matmuls(x, kernel, padding, dilation)
         (top, bottom), (left, right) = padding
         out_h = x.shape[1] + top + bottom - dilation[0] * (kernel.shape[0] - 1)
         out_w = x.shape[2] + left + right - dilation[1] * (kernel.shape[1] - 1)
