@@ -4,6 +4,7 @@ Also: models built with kernels="cpu" and "xla" compute the same function, and b
 with a symbolic batch dimension.
 """
 
+import functools
 import math
 import sys
 
@@ -112,6 +113,30 @@ def test_cpu_uses_tap_matmuls_for_dilated_layers_from_1024_channels():
     assert "conv_general_dilated" not in ops(1024, 2)
     assert "conv_general_dilated" in ops(512, 2)
     assert "conv_general_dilated" in ops(1024, 1)
+
+
+def test_materialize_is_an_identity_that_xla_keeps_apart():
+    """Values and gradients as without it; the while loops that keep a residual stream from
+    being fused into every later block survive XLA's simplification."""
+
+    def stream(x, kernels, cut):
+        for kernel in kernels:
+            x = jax.nn.relu(jnp.tanh(x @ kernel) + x)
+            x = cpu_kernels.materialize(x) if cut else x
+        return jnp.sum(x**2)
+
+    kx, kk = jax.random.split(jax.random.key(4))
+    x = jax.random.normal(kx, (2, 6, 8))
+    kernels = list(jax.random.normal(kk, (4, 8, 8)) / 3)
+    plain = jax.jit(jax.value_and_grad(functools.partial(stream, cut=False)))
+    cut = jax.jit(jax.value_and_grad(functools.partial(stream, cut=True)))
+    (value, grad), (value_cut, grad_cut) = plain(x, kernels), cut(x, kernels)
+    np.testing.assert_array_equal(value_cut, value)
+    np.testing.assert_allclose(grad_cut, grad, rtol=1e-6, atol=1e-6)
+    compiled = cut.lower(x, kernels).compile().as_text()
+    assert compiled.count(" while(") == 8  # Forward and backward, per block.
+    nan = x.at[0, 0, 0].set(jnp.nan)  # The loop runs no trip then; still the identity.
+    np.testing.assert_array_equal(jax.jit(cpu_kernels.materialize)(nan), nan)
 
 
 @pytest.mark.parametrize("col2im", [True, False])  # False: sub-pixel, fast weight gradient.

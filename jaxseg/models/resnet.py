@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseg import cpu_kernels
 from jaxseg.models.layers import BatchNorm, Conv2d
 
 Dtype = Any
@@ -83,7 +84,9 @@ class Bottleneck(nn.Module):
                 out_features, kernel_size=1, stride=self.stride, padding=0, name="downsample_0"
             )(x)
             x = norm(name="downsample_1")(x)
-        return nn.relu(y + x)
+        out = nn.relu(y + x)
+        # The residual stream, computed once (see `cpu_kernels.materialize`).
+        return cpu_kernels.materialize(out) if self.kernels == "cpu" else out
 
 
 class ResNet(nn.Module):
