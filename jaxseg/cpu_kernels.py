@@ -13,7 +13,8 @@ dominates). :func:`conv_transpose_col2im` is a transposed convolution as one mat
 shifted adds, faster than the sub-pixel convolution where channels are many.
 :func:`conv2d_tap_matmuls` is a dilated convolution as one matmul per kernel row over the
 positions where its taps read the input (DeepLabV3's ASPP, whose large rates read mostly
-padding).
+padding). :func:`materialize` keeps XLA's loop fusion from recomputing a
+ResNet's residual stream in every later block.
 """
 
 import functools
