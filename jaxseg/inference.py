@@ -6,6 +6,7 @@ ids or probabilities at their own size, under an evaluation mode (`jaxseg.segmen
     probs = seg.probabilities(images)     # [B, H, W, K] float32
 """
 
+import copy
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,6 +95,13 @@ class Segmenter:
         eval_options += eval_overrides(scales=scales)
         run = state.restore(workdir, [*overrides, *eval_options])
         return cls(run.state, run.config, run.label_space)
+
+    def with_state(self, train_state: state.TrainState) -> "Segmenter":
+        """This segmenter with `train_state`'s weights, reusing its compiled functions (a
+        new `Segmenter` compiles again)."""
+        other = copy.copy(self)
+        other._variables = steps.eval_variables(train_state)
+        return other
 
     def _inputs(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         images = np.asarray(images)

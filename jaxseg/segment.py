@@ -26,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from jaxseg.errors import ConfigError
+from jaxseg.models import layers
 
 MODES = ("resize", "whole", "slide")
 
@@ -142,13 +143,6 @@ def _slide(forward: Forward, x: jax.Array, options: Options) -> jax.Array:
     return total * jnp.asarray(1 / count)[None, :, :, None]
 
 
-def _resize(x: jax.Array, size: Sequence[int]) -> jax.Array:
-    if tuple(x.shape[1:3]) == tuple(size):
-        return x
-    shape = (x.shape[0], *size, x.shape[-1])
-    return jax.image.resize(x, shape, "bilinear", antialias=False)
-
-
 def _logits(forward: Forward, x: jax.Array, options: Options) -> jax.Array:
     if options.mode == "slide":
         return _slide(forward, x, options)
@@ -174,11 +168,13 @@ def log_probabilities(
     h, w = images.shape[1:3]
     total, passes = None, 0
     for scale in options.scales:
-        scaled = _resize(images, (max(1, round(h * scale)), max(1, round(w * scale))))
+        scaled_size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        scaled = layers.resize_bilinear(images, scaled_size)
         for flipped in (False, True) if options.flip else (False,):
             logits = _logits(forward, scaled[:, :, ::-1] if flipped else scaled, options)
             logits = logits[:, :, ::-1] if flipped else logits
-            log_p = jax.nn.log_softmax(_resize(logits.astype(jnp.float32), size), axis=-1)
+            resized = layers.resize_bilinear(logits.astype(jnp.float32), size)
+            log_p = jax.nn.log_softmax(resized, axis=-1)
             # log(p1 + p2) without leaving log space: no underflow to log(0).
             total = log_p if total is None else jnp.logaddexp(total, log_p)
             passes += 1

@@ -119,6 +119,11 @@ class Throughput:
         self.window_start, self.window_steps, self.window_wait = time.perf_counter(), 0, 0.0
         return steps, steps / elapsed, min(wait / elapsed, 1.0)
 
+    def restart_window(self) -> None:
+        """Starts the window's clock again: the time since (validation, a checkpoint) was
+        not spent in training steps."""
+        self.window_start = time.perf_counter()
+
     def images_per_sec(self) -> float:
         return self.images / self.seconds if self.seconds else float("nan")
 
@@ -192,6 +197,19 @@ class Loop:
     pending: list = dataclasses.field(default_factory=list)
     saved_step: int = -1
     saved_at: float = dataclasses.field(default_factory=time.monotonic)
+    # Predicts the val overlays and the report's; compiled once, given each epoch's weights.
+    overlay_segmenter: inference.Segmenter | None = None
+
+    def segmenter(self, host_state: state.TrainState) -> inference.Segmenter:
+        """A `Segmenter` of `host_state`'s weights that keeps its compiled functions across
+        calls (a fresh one would compile at every epoch)."""
+        if self.overlay_segmenter is None:
+            self.overlay_segmenter = inference.Segmenter(
+                host_state, self.config, self.dataset.label_space
+            )
+        else:
+            self.overlay_segmenter = self.overlay_segmenter.with_state(host_state)
+        return self.overlay_segmenter
 
     def validate(self) -> dict:
         batches = evaluation.eval_batches(
@@ -423,7 +441,8 @@ def _val_overlay(loop: Loop) -> np.ndarray:
     """The first `train.tensorboard_images` val examples at the model's input size, a row
     each: the image, the prediction's overlay and the label's overlay."""
     space, config = loop.dataset.label_space, loop.config
-    host_state = loop.strategy.host_state(loop.state)  # Collective: every process takes part.
+    # Collective: every process takes part.
+    segmenter = loop.segmenter(loop.strategy.host_state(loop.state))
     rows = []
     for index in range(min(config.train.tensorboard_images, len(loop.val_source))):
         try:
@@ -432,7 +451,7 @@ def _val_overlay(loop: Loop) -> np.ndarray:
             continue
         example = transforms.resize(example, config.data.height, config.data.width)
         image, label = example["image"], example["label"]
-        prediction = inference.Segmenter(host_state, config, space)(image)
+        prediction = segmenter(image)
         overlays = [report.blend(image, ids, space) for ids in (prediction, label)]
         rows.append(np.concatenate([image, *overlays], axis=1))
     return np.concatenate(rows) if rows else np.zeros((1, 1, 3), np.uint8)
@@ -509,8 +528,10 @@ def run_steps(
         if end_of_epoch:
             if _end_epoch(loop, step):
                 return step
+            loop.throughput.restart_window()
         elif _checkpoint_due(loop, step):
             loop.save(step)
+            loop.throughput.restart_window()
         if signals is not None and signals.received is not None:
             loop.save(step)
             raise Interrupted(signals.received, step, str(loop.workdir))
@@ -534,7 +555,7 @@ def write_report(loop: Loop, host_state: state.TrainState) -> None:
     else:
         example = sources.load_example(test[0], space)
         label = None if test[0].label_path is None else example["label"]
-        prediction = inference.Segmenter(host_state, loop.config, space)(example["image"])
+        prediction = loop.segmenter(host_state)(example["image"])
         path = out_dir / f"overlay_{example['name']}.png"
         report.save_overlay(example["image"], prediction, label, space, path)
     report.write_report_md(loop.workdir)

@@ -74,13 +74,29 @@ def test_layers_reject_unresolved_or_unknown_kernels(layer, kernels):
         layer(4, kernels=kernels).init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
 
 
-def test_max_pool_and_bilinear_upsample_match_torch():
+def test_max_pool_matches_torch():
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 10)).astype(np.float32)
-    xt = torch.tensor(x)
-    pooled = torch.nn.functional.max_pool2d(xt, 2).numpy()
+    pooled = torch.nn.functional.max_pool2d(torch.tensor(x), 2).numpy()
     np.testing.assert_array_equal(nchw(layers.max_pool_2x2(nhwc(x))), pooled)
-    up = torch.nn.functional.interpolate(xt, scale_factor=2, mode="bilinear", align_corners=False)
-    np.testing.assert_allclose(nchw(layers.upsample_bilinear_2x(nhwc(x))), up.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(12, 20), (48, 80), (6, 20), (9, 13), (3, 4), (6, 10)],
+    ids=["x2", "x8", "x1-x2", "non-integer", "down", "same"],
+)
+def test_resize_bilinear_matches_torch_values_and_gradients(size):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 10)).astype(np.float32)
+    cotangent = rng.standard_normal((2, 3, *size)).astype(np.float32)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.interpolate(xt, size=size, mode="bilinear", align_corners=False)
+    yt.backward(torch.tensor(cotangent))
+    y, vjp = jax.vjp(lambda v: layers.resize_bilinear(v, size), nhwc(x))
+    (grad,) = vjp(nhwc(cotangent))
+    np.testing.assert_allclose(nchw(y), yt.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(nchw(grad), xt.grad.numpy(), atol=1e-5)
+    assert layers.resize_bilinear(nhwc(x).astype(jnp.bfloat16), size).dtype == jnp.bfloat16
 
 
 def test_max_pool_gradient_goes_to_the_first_maximum_as_in_torch():

@@ -15,19 +15,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.layers import BatchNorm, Conv2d
+from jaxseg.models.layers import BatchNorm, Conv2d, resize_bilinear
 from jaxseg.models.resnet import ResNet
 
 Dtype = Any
-
-
-def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """Bilinear resize of [B, h, w, C] to [B, *size, C] like torch's align_corners=False.
-
-    ``antialias=False`` keeps the plain two-tap interpolation torch uses; jax's default
-    antialiasing would widen the kernel when downsampling.
-    """
-    return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear", antialias=False)
 
 
 class ASPP(nn.Module):

@@ -14,12 +14,14 @@ matmuls over channels with either.
 """
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxseg import cpu_kernels
 from jaxseg.subpixel import subpixel_taps
@@ -449,35 +451,60 @@ def _max_pool_bwd(index: jax.Array, g: jax.Array) -> tuple[jax.Array]:
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def upsample_bilinear_2x(x: jax.Array) -> jax.Array:
-    """``F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)`` on NHWC.
+def resize_bilinear(x: jax.Array, size: Sequence[int]) -> jax.Array:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` on NHWC.
 
-    At scale 2 every output sample lies a quarter pixel from an input sample: the even
-    output is 0.25 * previous + 0.75 * current input, the odd one 0.75 * current + 0.25 *
-    next, with edges clamped. This is exact and, unlike ``jax.image.resize`` (dense
-    interpolation matrices), costs O(output) on CPU.
+    Each output sample mixes the two input samples around its source coordinate
+    ``(i + 0.5) * in / out - 0.5``, clamped at the edges (no antialiasing when
+    downsampling, as torch). ``jax.image.resize(..., antialias=False)`` computes the same
+    with dense [out, in] interpolation matrices; here it costs O(output): an integer
+    upscale is, for each of its phases, a weighted sum of two shifted slices of the
+    edge-padded input, other ratios gather the two taps. Upsampling the U-Net base 16
+    logits [8, 128, 256, 27] to the labels' 256x512 (validation): 184 -> 56 ms.
 
     Args:
       x: [B, H, W, C].
+      size: (height, width) of the output.
 
     Returns:
-      [B, 2H, 2W, C].
+      [B, *size, C] in x's dtype.
     """
+    return _resize_axis(_resize_axis(x, 1, size[0]), 2, size[1])
 
-    def along(x: jax.Array, axis: int) -> jax.Array:
-        n = x.shape[axis]
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (1, 1)
-        xp = jnp.pad(x, pad, mode="edge")
-        prev, cur, nxt = (jax.lax.slice_in_dim(xp, i, i + n, axis=axis) for i in range(3))
-        even = 0.25 * prev + 0.75 * cur
-        odd = 0.75 * cur + 0.25 * nxt
-        y = jnp.stack([even, odd], axis=axis + 1)
-        shape = list(x.shape)
-        shape[axis] = 2 * n
-        return y.reshape(shape).astype(x.dtype)
 
-    return along(along(x, 1), 2)
+def _resize_axis(x: jax.Array, axis: int, n_out: int) -> jax.Array:
+    n_in = x.shape[axis]
+    if n_out == n_in:
+        return x
+    if n_out % n_in == 0:
+        return _upsample_axis(x, axis, n_out // n_in)
+    source = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    first = np.minimum(np.floor(source).astype(np.int32), n_in - 1)
+    second = np.minimum(first + 1, n_in - 1)
+    shape = [1] * x.ndim
+    shape[axis] = n_out
+    w = jnp.asarray((source - first).reshape(shape), x.dtype)
+    return (1 - w) * jnp.take(x, first, axis=axis) + w * jnp.take(x, second, axis=axis)
+
+
+def _upsample_axis(x: jax.Array, axis: int, factor: int) -> jax.Array:
+    """Output ``factor * i + p`` lies ``(p + 0.5) / factor - 0.5`` input samples from input
+    ``i``; past the edges, the padding repeats the edge sample (torch's clamping)."""
+    n = x.shape[axis]
+    first = jax.lax.slice_in_dim(x, 0, 1, axis=axis)
+    last = jax.lax.slice_in_dim(x, n - 1, n, axis=axis)
+    padded = jax.lax.concatenate([first, x, last], axis)
+    phases = []
+    for p in range(factor):
+        offset = (p + 0.5) / factor - 0.5
+        start = 1 + math.floor(offset)
+        w = offset - math.floor(offset)
+        below = jax.lax.slice_in_dim(padded, start, start + n, axis=axis)
+        above = jax.lax.slice_in_dim(padded, start + 1, start + 1 + n, axis=axis)
+        phases.append((1 - w) * below + w * above)
+    shape = list(x.shape)
+    shape[axis] = factor * n
+    return jnp.stack(phases, axis=axis + 1).reshape(shape).astype(x.dtype)
 
 
 def check_spatial_multiple(x: jax.Array, multiple: int, model: str) -> None:

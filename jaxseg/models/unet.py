@@ -20,7 +20,7 @@ from jaxseg.models.layers import (
     call_rematerialized,
     check_spatial_multiple,
     max_pool_2x2,
-    upsample_bilinear_2x,
+    resize_bilinear,
 )
 
 UPSAMPLE_MODES = ("transpose", "bilinear")
@@ -73,7 +73,7 @@ class Up(nn.Module):
         """Maps x [B, h, w, C] and skip [B, 2h, 2w, Cs] to [B, 2h, 2w, features]."""
         channels = x.shape[-1]
         if self.upsample == "bilinear":
-            x = upsample_bilinear_2x(x)
+            x = resize_bilinear(x, (2 * x.shape[1], 2 * x.shape[2]))
             mid = (channels + skip.shape[-1]) // 2
         else:
             x = ConvTranspose2d(
