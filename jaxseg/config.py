@@ -58,6 +58,9 @@ def defaults() -> ml_collections.ConfigDict:
         # the file) or "skip" (logged, listed in results.json as "skipped_files").
         on_error="raise",
         prefetch=2,  # Batches a thread reads ahead of the step (data.prefetch); 0: none.
+        # Keep the decoded, resized training examples in memory after the first epoch
+        # (H * W * 4 bytes each, in every process and worker): for splits that fit.
+        keep_in_memory=False,
         # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
         # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
         augment=ml_collections.ConfigDict(),
@@ -194,7 +197,10 @@ def _assign(config: ml_collections.ConfigDict, path: str, value) -> None:
 
 
 def parse_value(text: str):
-    """`--set` values are Python literals (1, 0.5, True, "x", [1, 2]) or plain strings."""
+    """`--set` values are Python literals (1, 0.5, True, "x", [1, 2]) or plain strings;
+    true and false in any case are booleans too, as users write them on a command line."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

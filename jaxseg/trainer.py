@@ -309,6 +309,7 @@ def _train_iterator(
             shard=(jax.process_index(), jax.process_count()),
             on_error=data.on_error,
             skipped=skipped,
+            keep_in_memory=data.keep_in_memory,
         )
     )
     if saved_state is not None:

@@ -40,6 +40,11 @@ def test_override_types_and_unknown_keys():
         apply_overrides(config, ["train.epochs=many"])
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides(config, ["train.epochs"])
+    # Booleans as the README writes them, and as Python literals.
+    apply_overrides(config, ["train.log_plan=true", "data.keep_in_memory=TRUE"])
+    assert config.train.log_plan is True and config.data.keep_in_memory is True
+    apply_overrides(config, ["train.log_plan=false", "data.keep_in_memory=False"])
+    assert config.train.log_plan is False and config.data.keep_in_memory is False
 
 
 def test_unknown_experiment():
@@ -54,12 +59,14 @@ def test_saved_config_fills_settings_added_since(tmp_path):
     del saved["parallel"]
     del saved["train"]["accumulate_steps"]
     del saved["data"]["labels"]
+    del saved["data"]["keep_in_memory"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(saved))
     config = saved_config(path)
     assert config.parallel.mode == "sharding" and config.train.accumulate_steps == 1
-    assert config.data.labels == "idd_level3"
-    assert config.model.options.base_width == 16 and config.train.epochs == 22
+    assert config.data.labels == "idd_level3" and config.data.keep_in_memory is False
+    assert config.model.options.base_width == 16
+    assert config.train.epochs == saved["train"]["epochs"] != defaults().train.epochs
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="config.json: cannot read"):
         saved_config(path)

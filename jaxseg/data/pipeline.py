@@ -12,6 +12,7 @@ batches as a single process would.
 
 import functools
 import logging
+import threading
 from collections.abc import Iterator
 
 import grain
@@ -54,6 +55,34 @@ def _load_at(
     raise DataError(f"{source.description}: no readable example")
 
 
+class _KeptInMemory:
+    """`load(index)` whose results are kept: each example is decoded and resized once per
+    process (or worker), not once per epoch. grain's read-ahead threads may ask for an
+    index again while it is being decoded (the buffer can span epochs), hence a lock per
+    index. Augmentations never write into their input, so the kept arrays are shared."""
+
+    def __init__(self, load):
+        self._load = load
+        self._examples: dict[int, dict] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # Worker processes start with nothing kept (locks do not pickle).
+        return {"load": self._load}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["load"])
+
+    def __call__(self, index: int) -> dict:
+        with self._locks_lock:
+            lock = self._locks.setdefault(index, threading.Lock())
+        with lock:
+            if index not in self._examples:
+                self._examples[index] = self._load(index)
+        return self._examples[index]
+
+
 def train_dataset(
     source: sources.Source,
     *,
@@ -66,6 +95,7 @@ def train_dataset(
     shard: tuple[int, int] = (0, 1),
     on_error: str = "raise",
     skipped: list | None = None,
+    keep_in_memory: bool = False,
 ) -> grain.IterDataset:
     """Endless training batches {"image": [B,H,W,3] f32, "label": [B,H,W] i32}.
 
@@ -81,6 +111,8 @@ def train_dataset(
       on_error: "raise" (a DataError naming the file) or "skip" (see `_load_at`).
       skipped: gets the files skipped; only those decoded in this process (workers=0),
         as worker processes log theirs but cannot append here.
+      keep_in_memory: keep the decoded, resized examples (before augmentation) after
+        their first epoch; for a split that fits in memory (H * W * 4 bytes an example).
     """
     index, count = shard
     if len(source) < batch_size:
@@ -90,6 +122,8 @@ def train_dataset(
     load = functools.partial(
         _load_at, source=source, height=height, width=width, on_error=on_error, skipped=skipped
     )
+    if keep_in_memory:
+        load = _KeptInMemory(load)
     dataset = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat().map(load)
     if augment is not None:
         dataset = dataset.random_map(augment)
