@@ -42,31 +42,7 @@ def defaults() -> ml_collections.ConfigDict:
         kernels="auto",
         remat=False,  # Recompute blocks' activations in backward (U-Net) instead of keeping them.
     )
-    config.data = _section(
-        source="synthetic",  # "synthetic" or a dataset path (jaxseg.data.formats).
-        # Label space of the labels (jaxseg.data.labels): "auto" is the format's default
-        # (IDD: idd_level3; Cityscapes: cityscapes); idd_level2 / idd_level1 read IDD's
-        # coarser levels from the same level-3 files.
-        labels="auto",
-        height=512,  # Model input size: images are resized to it.
-        width=1024,
-        batch_size=4,  # Global batch, split over all devices of all processes.
-        eval_batch_size=4,
-        void="ignore",  # "ignore" (no loss on void) or "class" (void is one more output).
-        workers=2,  # grain worker processes; 0 decodes in the training process.
-        # A corrupt image, wrong-size label or unknown label id: "raise" (an error naming
-        # the file) or "skip" (logged, listed in results.json as "skipped_files").
-        on_error="raise",
-        prefetch=2,  # Batches a thread reads ahead of the step (data.prefetch); 0: none.
-        # Keep the decoded, resized training examples in memory after the first epoch
-        # (H * W * 4 bytes each, in every process and worker): for splits that fit.
-        keep_in_memory=False,
-        # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
-        # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
-        augment=ml_collections.ConfigDict(),
-        val_split="val",
-        test_split="test",
-    )
+    config.data = _data_section()
     config.loss = _section(
         class_weights="none",  # Scheme of jaxseg.class_weights.CLASS_WEIGHTS.
         # Pixel counts for the weights: "seed" (the IDD level-3 counts of the report jaxseg
@@ -103,11 +79,47 @@ def defaults() -> ml_collections.ConfigDict:
     return config
 
 
+def _data_section() -> ml_collections.ConfigDict:
+    """The `data` section of `defaults()`."""
+    return _section(
+        source="synthetic",  # "synthetic" or a dataset path (jaxseg.data.formats).
+        # Label space of the labels (jaxseg.data.labels): "auto" is the format's default
+        # (IDD: idd_level3; Cityscapes: cityscapes); idd_level2 / idd_level1 read IDD's
+        # coarser levels from the same level-3 files.
+        labels="auto",
+        height=512,  # Model input size: images are resized to it.
+        width=1024,
+        batch_size=4,  # Global batch, split over all devices of all processes.
+        eval_batch_size=4,
+        void="ignore",  # "ignore" (no loss on void) or "class" (void is one more output).
+        workers=2,  # grain worker processes; 0 decodes in the training process.
+        # A corrupt image, wrong-size label or unknown label id: "raise" (an error naming
+        # the file) or "skip" (logged, listed in results.json as "skipped_files").
+        on_error="raise",
+        prefetch=2,  # Batches a thread reads ahead of the step (data.prefetch); 0: none.
+        # Keep the decoded, resized training examples in memory after the first epoch
+        # (H * W * 4 bytes each, in every process and worker): for splits that fit.
+        keep_in_memory=False,
+        # Progressive resizing: [[last_epoch, height, width], ...] in increasing epoch order
+        # trains the epochs up to each last_epoch (from 1) at that smaller size, the rest at
+        # height x width; e.g. [[9, 96, 192]]. []: the full size throughout.
+        progressive_sizes=[],
+        # Named augmentations in a fixed order (jaxseg.data.augment), e.g.
+        # {"hflip": {"p": 0.5}, "rotate": {"angle": 1.0}}; empty: none.
+        augment=ml_collections.ConfigDict(),
+        val_split="val",
+        test_split="test",
+    )
+
+
 def _train_section() -> ml_collections.ConfigDict:
     """The `train` section of `defaults()`."""
     return _section(
         epochs=30,
-        patience=3,  # Early stopping: epochs without a lower val loss; 0: never.
+        patience=3,  # Early stopping: evaluations without a lower val loss; 0: never.
+        # Validate (log, keep the best, test early stopping) every this many epochs and
+        # after the last; epoch ends between are checkpointed only when one is due.
+        eval_every_epochs=1,
         log_every_steps=10,
         checkpoint_every_steps=0,  # 0: only at epoch ends.
         checkpoint_every_minutes=0.0,  # Also when this long since the last one; 0: never.
@@ -284,6 +296,7 @@ LIMITS = {
     "optimizer.weight_decay": (0.0,),
     "train.epochs": (1,),
     "train.patience": (0,),
+    "train.eval_every_epochs": (1,),
     "train.log_every_steps": (1,),
     "train.checkpoint_every_steps": (0,),
     "train.checkpoint_every_minutes": (0.0,),
@@ -314,6 +327,23 @@ def check(config: ml_collections.ConfigDict) -> None:
     values = _leaf_paths(config)
     for path, limits in LIMITS.items():
         _check_value(path, values[path], limits)
+    _check_progressive_sizes(config.data.progressive_sizes)
+
+
+def _check_progressive_sizes(entries) -> None:
+    previous = 0
+    for entry in entries:
+        valid = (
+            isinstance(entry, (list, tuple))
+            and len(entry) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in entry)
+        )
+        if not valid or entry[0] <= previous:
+            raise ConfigError(
+                f"data.progressive_sizes entry {entry!r}; expected [last_epoch, height, width], "
+                "positive integers, last_epoch increasing"
+            )
+        previous = entry[0]
 
 
 def _absolute_paths(config: ml_collections.ConfigDict) -> None:

@@ -62,16 +62,20 @@ def build_model(
 
 
 def check_input_size(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError unless the model takes `data.height` x `data.width` inputs
-    (most need multiples of a power of two); traced abstractly, nothing is computed."""
+    """Raises ConfigError unless the model takes `data.height` x `data.width` inputs and
+    those of `data.progressive_sizes` (most need multiples of a power of two); traced
+    abstractly, nothing is computed."""
     model = build_model(config, 2)
-    shape = jax.ShapeDtypeStruct((1, config.data.height, config.data.width, 3), jnp.float32)
-    try:
-        jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), shape)
-    except ValueError as e:
-        raise ConfigError(
-            f"data.height={config.data.height}, data.width={config.data.width}: {e}"
-        ) from None
+    data = config.data
+    sizes = {f"data.height={data.height}, data.width={data.width}": (data.height, data.width)}
+    for entry in data.progressive_sizes:
+        sizes[f"data.progressive_sizes entry {list(entry)}"] = tuple(entry[1:])
+    for name, (height, width) in sizes.items():
+        shape = jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
+        try:
+            jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), shape)
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
 
 
 def create_learning_rate(config: ml_collections.ConfigDict, total_updates: int) -> optax.Schedule:

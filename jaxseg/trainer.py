@@ -1,6 +1,6 @@
 """The training loop: epochs of the compiled train step, a validation pass, a checkpoint and
-the early-stopping test at every epoch end, throughput, then the results and report of the
-best checkpoint.
+the early-stopping test at every epoch end (every `train.eval_every_epochs`-th), throughput,
+then the results and report of the best checkpoint.
 
 Resume order: the latest checkpoint in the workdir (parameters, optimizer, data iterator,
 early-stopping state), else `model.init_from`, else a fresh initialisation. Training is
@@ -310,6 +310,7 @@ def _train_iterator(
             on_error=data.on_error,
             skipped=skipped,
             keep_in_memory=data.keep_in_memory,
+            progressive=[tuple(entry) for entry in data.progressive_sizes],
         )
     )
     if saved_state is not None:
@@ -491,6 +492,13 @@ def _end_epoch(loop: Loop, step: int) -> bool:
     return stop
 
 
+def _evaluation_due(loop: Loop, step: int) -> bool:
+    """Whether the epoch that `step` ends is validated: every `train.eval_every_epochs`-th
+    and the last."""
+    epoch = step // loop.steps_per_epoch
+    return epoch % loop.config.train.eval_every_epochs == 0 or step == loop.total_steps
+
+
 def _checkpoint_due(loop: Loop, step: int) -> bool:
     every, minutes = (
         loop.config.train.checkpoint_every_steps,
@@ -526,7 +534,7 @@ def run_steps(
         end_of_epoch = step % loop.steps_per_epoch == 0
         if step % loop.config.train.log_every_steps == 0 or end_of_epoch:
             _log_window(loop, step)
-        if end_of_epoch:
+        if end_of_epoch and _evaluation_due(loop, step):
             if _end_epoch(loop, step):
                 return step
             loop.throughput.restart_window()
@@ -596,9 +604,9 @@ def train_and_evaluate(
 ) -> dict | None:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
 
-    Each epoch ends with a validation pass, a checkpoint (also kept as `best` when the val
-    mIoU improved) and the early-stopping test on the val loss. The results are those of
-    the best checkpoint.
+    Each epoch (every `train.eval_every_epochs`-th, and the last) ends with a validation
+    pass, a checkpoint (also kept as `best` when the val mIoU improved) and the
+    early-stopping test on the val loss. The results are those of the best checkpoint.
 
     Args:
       config: an experiment config (see experiments/).

@@ -160,6 +160,13 @@ def test_generated_overrides_validate_or_give_a_one_line_error(overrides):
         ("train.on_nan='maybe'", "train.on_nan='maybe'; valid: skip, stop"),
         ("optimizer.learning_rate=-0.1", "optimizer.learning_rate=-0.1; expected a number >= 0"),
         ("train.checkpoint_every_minutes=nan", "expects float"),
+        ("train.eval_every_epochs=0", "train.eval_every_epochs=0; expected an integer >= 1"),
+        ("data.progressive_sizes=[[4, 64]]", "data.progressive_sizes entry [4, 64]; expected"),
+        (
+            "data.progressive_sizes=[[4, 64, 128], [2, 96, 192]]",
+            "entry [2, 96, 192]; expected [last_epoch, height, width], positive integers, "
+            "last_epoch increasing",
+        ),
     ],
 )
 def test_bad_values_are_named(override, fragment):
@@ -170,4 +177,9 @@ def test_bad_values_are_named(override, fragment):
 def test_image_size_must_suit_the_model():
     config = load_config("baseline", data="/unused", overrides=["data.height=100"])
     with pytest.raises(ConfigError, match=r"data.height=100, data.width=1920: .*multiples of 32"):
+        check_input_size(config)
+    config = load_config(
+        "baseline", data="/unused", overrides=["data.progressive_sizes=[[3, 64, 100]]"]
+    )
+    with pytest.raises(ConfigError, match=r"progressive_sizes entry \[3, 64, 100\]: .*of 32"):
         check_input_size(config)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxseg import checkpoint
 from jaxseg.config import load_config
 from jaxseg.trainer import train_and_evaluate
 
@@ -68,6 +69,26 @@ def test_training_lowers_loss_and_writes_outputs(tiny_data, tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["data"]["height"] == 64 and saved["data"]["labels"] == "idd_level3"
     assert (tmp_path / "checkpoints" / "best").is_dir()
+
+
+def test_eval_every_epochs_validates_and_checkpoints_those_epochs_and_the_last(
+    tiny_data, tmp_path, monkeypatch
+):
+    saved_steps = []
+    save = checkpoint.Checkpoints.save
+
+    def recording_save(self, step, *args, **kwargs):
+        saved_steps.append(step)
+        save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", recording_save)
+    config = _config(tiny_data, "train.epochs=3", "train.eval_every_epochs=2")
+    results = train_and_evaluate(config, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    # 4 steps an epoch: epoch 2 (a multiple) and epoch 3 (the last); epoch 1 is skipped.
+    assert [r["epoch"] for r in records if "val_loss" in r] == [2, 3]
+    assert sorted(set(saved_steps)) == [8, 12]
+    assert results["steps"] == 12
 
 
 @pytest.fixture(scope="module")

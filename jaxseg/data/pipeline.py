@@ -13,7 +13,7 @@ batches as a single process would.
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grain
 import numpy as np
@@ -83,6 +83,24 @@ class _KeptInMemory:
         return self._examples[index]
 
 
+def epoch_size(
+    epoch: int, progressive: Sequence[Sequence[int]], height: int, width: int
+) -> tuple[int, int]:
+    """The training input size of `epoch` (from 1): that of the first [last_epoch, height,
+    width] entry of `progressive` with `epoch <= last_epoch`, else (height, width)."""
+    for last_epoch, entry_height, entry_width in progressive:
+        if epoch <= last_epoch:
+            return entry_height, entry_width
+    return height, width
+
+
+def _load_sized(position: int, index: int, *, load, epoch_length: int, sizes: tuple) -> dict:
+    """Example `index` resized to the input size of the epoch that the stream's `position`
+    falls in (`sizes`: the arguments of `epoch_size` after the epoch)."""
+    height, width = epoch_size(position // epoch_length + 1, *sizes)
+    return transforms.resize(load(index), height, width)
+
+
 def train_dataset(
     source: sources.Source,
     *,
@@ -96,8 +114,9 @@ def train_dataset(
     on_error: str = "raise",
     skipped: list | None = None,
     keep_in_memory: bool = False,
+    progressive: Sequence[Sequence[int]] = (),
 ) -> grain.IterDataset:
-    """Endless training batches {"image": [B,H,W,3] f32, "label": [B,H,W] i32}.
+    """Endless training batches {"image": [B,H,W,3] uint8, "label": [B,H,W] i32}.
 
     Augmentations run after `repeat`, so each epoch draws new ones; their randomness is a
     function of the seed and the position in the stream, hence restored with the iterator.
@@ -113,6 +132,10 @@ def train_dataset(
         as worker processes log theirs but cannot append here.
       keep_in_memory: keep the decoded, resized examples (before augmentation) after
         their first epoch; for a split that fits in memory (H * W * 4 bytes an example).
+      progressive: progressive resizing, [last_epoch, height, width] entries in increasing
+        epoch order: epochs up to an entry's `last_epoch` (from 1) are resized further to
+        its size; later epochs are at `height` x `width`. The batch shape changes at those
+        epochs, so a jitted step compiles once per size.
     """
     index, count = shard
     if len(source) < batch_size:
@@ -124,7 +147,11 @@ def train_dataset(
     )
     if keep_in_memory:
         load = _KeptInMemory(load)
-    dataset = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat().map(load)
+    load_sized = functools.partial(
+        _load_sized, load=load, epoch_length=len(source), sizes=(progressive, height, width)
+    )
+    dataset = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat()
+    dataset = dataset.map_with_index(load_sized)
     if augment is not None:
         dataset = dataset.random_map(augment)
     # Local batches are consecutive slices of the stream, and global batch s is local
