@@ -1,7 +1,7 @@
 """U-Net at 720x1280, batch 1, 20 epochs, as the study ran it on an 11 GB GPU.
 
 Command: python -m jaxseg.train --experiment unet [--data /path/to/idd20kII]
-Synthetic data on a 2-core CPU: about 9 minutes (128x256 inputs, base width 16, batch 4,
+Synthetic data on a 2-core CPU: 8-9 minutes (128x256 inputs, base width 16, batch 4,
 18 epochs, validated every second epoch). Expected: synthetic val mIoU about 0.51 (0.506
 and 0.525 with seeds 0 and 1; 0.537 and 0.544 with 20 epochs; batch 8 for 22 epochs gave
 0.48-0.53); on IDD Part II the study reports PA .7486, mIoU .2577.
