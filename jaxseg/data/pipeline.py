@@ -94,11 +94,13 @@ def epoch_size(
     return height, width
 
 
-def _load_sized(position: int, index: int, *, load, epoch_length: int, sizes: tuple) -> dict:
+def _load_sized(
+    position: int, index: int, *, load, epoch_length: int, progressive, height: int, width: int
+) -> dict:
     """Example `index` resized to the input size of the epoch that the stream's `position`
-    falls in (`sizes`: the arguments of `epoch_size` after the epoch)."""
-    height, width = epoch_size(position // epoch_length + 1, *sizes)
-    return transforms.resize(load(index), height, width)
+    falls in."""
+    size = epoch_size(position // epoch_length + 1, progressive, height, width)
+    return transforms.resize(load(index), *size)
 
 
 def train_dataset(
@@ -148,7 +150,12 @@ def train_dataset(
     if keep_in_memory:
         load = _KeptInMemory(load)
     load_sized = functools.partial(
-        _load_sized, load=load, epoch_length=len(source), sizes=(progressive, height, width)
+        _load_sized,
+        load=load,
+        epoch_length=len(source),
+        progressive=progressive,
+        height=height,
+        width=width,
     )
     dataset = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat()
     dataset = dataset.map_with_index(load_sized)
