@@ -5,7 +5,6 @@ with a symbolic batch dimension.
 """
 
 import functools
-import math
 import sys
 
 import jax
@@ -20,14 +19,12 @@ from jaxseg.models import layers
 
 @pytest.fixture
 def force(monkeypatch):
-    """Moves the "cpu" thresholds so that tiny test layers take (or skip) each CPU kernel."""
+    """Moves the col2im threshold so that tiny test layers take (or skip) it."""
 
-    def set_thresholds(*, fast_weight_grad: bool, col2im: bool) -> None:
-        min_flops = 0 if fast_weight_grad else math.inf
-        monkeypatch.setattr(cpu_kernels, "FAST_WEIGHT_GRAD_MIN_FLOPS", min_flops)
+    def set_threshold(*, col2im: bool) -> None:
         monkeypatch.setattr(cpu_kernels, "COL2IM_MIN_CHANNELS", 0 if col2im else sys.maxsize)
 
-    return set_thresholds
+    return set_threshold
 
 
 def test_resolve():
@@ -42,16 +39,6 @@ def test_resolve():
 
 # Parity with PyTorch through the layers, the thresholds forced so that every layer here
 # takes the CPU kernel under test.
-
-
-@pytest.mark.parametrize(("padding", "dilation"), [(1, 1), (2, 2), (0, 1)])
-def test_conv2d_fast_weight_grad_matches_torch(force, padding, dilation):
-    torch = pytest.importorskip("torch")
-    force(fast_weight_grad=True, col2im=False)
-    x = np.random.default_rng(0).standard_normal((2, 5, 11, 14)).astype(np.float32)
-    tconv = torch.nn.Conv2d(5, 7, 3, padding=padding, dilation=dilation)
-    conv = layers.Conv2d(7, 3, padding=padding, dilation=dilation, kernels="cpu")
-    assert_conv_matches(tconv, conv, x)
 
 
 @pytest.mark.parametrize(("padding", "dilation"), [(2, 2), (8, 8), (1, 3)])
@@ -139,7 +126,7 @@ def test_materialize_is_an_identity_that_xla_keeps_apart():
     np.testing.assert_array_equal(jax.jit(cpu_kernels.materialize)(nan), nan)
 
 
-@pytest.mark.parametrize("col2im", [True, False])  # False: sub-pixel, fast weight gradient.
+@pytest.mark.parametrize("col2im", [True, False])  # False: sub-pixel.
 @pytest.mark.parametrize(
     ("kernel_size", "stride", "padding", "output_padding"), [(3, 2, 1, 1), (2, 2, 0, 0)]
 )
@@ -147,66 +134,15 @@ def test_conv_transpose2d_matches_torch(
     force, kernel_size, stride, padding, output_padding, col2im
 ):
     torch = pytest.importorskip("torch")
-    force(fast_weight_grad=True, col2im=col2im)
+    force(col2im=col2im)
     x = np.random.default_rng(0).standard_normal((2, 6, 5, 7)).astype(np.float32)
     tconv = torch.nn.ConvTranspose2d(6, 4, kernel_size, stride, padding, output_padding)
     conv = layers.ConvTranspose2d(4, kernel_size, stride, padding, output_padding, kernels="cpu")
     assert_conv_matches(tconv, conv, x)
 
 
-# Parity with plain XLA.
-
-
-def _plain_weight_grad(x, g, kernel_hw, dilation):
-    kernel = jnp.zeros((*kernel_hw, x.shape[-1], g.shape[-1]), x.dtype)
-    conv = lambda k: layers.conv2d(x, k, dilation=dilation)  # noqa: E731
-    _, vjp = jax.vjp(conv, kernel)
-    return vjp(g)[0]
-
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-@pytest.mark.parametrize(
-    ("batch", "kernel_hw", "dilation", "chunk_positions"),
-    [
-        (2, (3, 3), (1, 1), 2048),
-        (2, (3, 3), (1, 1), 40),
-        (1, (3, 3), (2, 3), 64),
-        (3, (2, 2), (1, 1), 1),
-    ],
-)
-def test_conv_weight_grad_equals_xla(batch, kernel_hw, dilation, chunk_positions, dtype):
-    """Single and several chunks (with a ragged last one), dilation, even kernels."""
-    kx, kg = jax.random.split(jax.random.key(0))
-    x = jax.random.normal(kx, (batch, 13, 17, 6), dtype)
-    ho = 13 - dilation[0] * (kernel_hw[0] - 1)
-    wo = 17 - dilation[1] * (kernel_hw[1] - 1)
-    g = jax.random.normal(kg, (batch, ho, wo, 5), dtype)
-    fast = cpu_kernels.conv_weight_grad(x, g, kernel_hw, dilation, chunk_positions)
-    plain = _plain_weight_grad(x.astype(jnp.float32), g.astype(jnp.float32), kernel_hw, dilation)
-    assert fast.dtype == jnp.float32
-    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-4)
-
-
 def _loss(conv):
     return lambda x, k: jnp.sum(conv(x, k).astype(jnp.float32) ** 2)
-
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_conv2d_fast_weight_grad_gradients_equal_plain(dtype):
-    kx, kk = jax.random.split(jax.random.key(1))
-    x = jax.random.normal(kx, (2, 16, 24, 8), dtype)
-    kernel = (0.1 * jax.random.normal(kk, (3, 3, 8, 16))).astype(dtype)
-    padding = ((1, 1), (1, 1))
-    fast = _loss(lambda x_, k_: cpu_kernels.conv2d_fast_weight_grad(x_, k_, padding))
-    plain = _loss(lambda x_, k_: layers.conv2d(x_, k_, padding=padding))
-    dx_fast, dk_fast = jax.jit(jax.grad(fast, argnums=(0, 1)))(x, kernel)
-    dx_plain, dk_plain = jax.jit(jax.grad(plain, argnums=(0, 1)))(x, kernel)
-    assert dk_fast.dtype == dk_plain.dtype == dtype
-    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    tol = 1e-5 if dtype == jnp.float32 else 2e-2
-    np.testing.assert_allclose(f32(dx_fast), f32(dx_plain), rtol=tol, atol=tol)
-    scale = np.abs(f32(dk_plain)).max()
-    np.testing.assert_allclose(f32(dk_fast), f32(dk_plain), rtol=tol, atol=tol * scale)
 
 
 # The per-layer choice inside "cpu", at the real thresholds.
@@ -219,15 +155,16 @@ def _weight_grad_jaxpr(kernels: str, x_shape, kernel_shape) -> str:
     return str(jax.make_jaxpr(jax.grad(loss))(kernel))
 
 
-def test_cpu_uses_fast_weight_grad_for_1x1_and_large_layers():
-    # The im2col matmul is the weight gradient's only dot_general.
-    large = ((2, 256, 512, 64), (3, 3, 64, 64))  # 9.7 GFLOP per image.
-    padded_1x1 = ((1, 8, 8, 4), (1, 1, 4, 4))
-    small = ((2, 64, 128, 64), (3, 3, 64, 64))  # 0.6 GFLOP per image.
-    assert "dot_general" in _weight_grad_jaxpr("cpu", *large)
-    assert "dot_general" in _weight_grad_jaxpr("cpu", *padded_1x1)
-    assert "dot_general" not in _weight_grad_jaxpr("cpu", *small)
-    assert "dot_general" not in _weight_grad_jaxpr("xla", *large)
+def test_cpu_keeps_xla_weight_gradients_of_undilated_convolutions():
+    """XLA's own weight gradient beats an im2col matmul at every size measured, large or not."""
+    for x_shape, kernel_shape in [
+        ((2, 256, 512, 64), (3, 3, 64, 64)),
+        ((2, 64, 128, 64), (3, 3, 64, 64)),
+        ((1, 8, 8, 4), (1, 1, 4, 4)),
+    ]:
+        cpu = _weight_grad_jaxpr("cpu", x_shape, kernel_shape)
+        assert cpu == _weight_grad_jaxpr("xla", x_shape, kernel_shape)
+        assert "custom_vjp" not in cpu
 
 
 @pytest.mark.parametrize(("channels", "col2im"), [(128, True), (64, False)])
@@ -245,7 +182,7 @@ def test_cpu_uses_col2im_from_128_input_channels(channels, col2im):
 
 @pytest.mark.parametrize("kernel_shape", [(1, 1, 6, 5), (3, 3, 6, 5)])
 def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape):
-    """The per-layer choice and the im2col weight gradient need no concrete batch size."""
+    """The per-layer choice needs no concrete batch size."""
     k = kernel_shape[0] // 2
 
     def grads(x, kernel):
@@ -265,14 +202,12 @@ def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape):
 # Whole models: "cpu" and "xla" compute the same function, and both export.
 
 # Tiny sizes at which "cpu" picks col2im for the first decoder layer (128 input channels).
-# Not U-Net at 32x48: there XLA's own gradients on CPU (jax 0.10.2) are wrong from
-# down_2.conv2 back (torch and the im2col weight gradient agree with each other).
 MODELS = {
     "fcn": ({"widths": (4, 8, 8, 8, 128)}, (2, 32, 64, 3)),
     "unet": ({"base_width": 8}, (2, 32, 32, 3)),
 }
-# (fast_weight_grad, col2im) forced on every layer; None: the real thresholds.
-FORCED = {"thresholds": None, "fast_weight_grad": (True, False), "col2im": (False, True)}
+# col2im forced on every transposed convolution; None: the real threshold.
+FORCED = {"thresholds": None, "col2im": True}
 
 
 def _train_step(model):
@@ -312,17 +247,12 @@ def xla_model(request):
 @pytest.mark.parametrize("forced", list(FORCED))
 def test_cpu_and_xla_models_compute_the_same(force, xla_model, forced):
     if FORCED[forced] is not None:
-        fast_weight_grad, col2im = FORCED[forced]
-        force(fast_weight_grad=fast_weight_grad, col2im=col2im)
+        force(col2im=FORCED[forced])
     name, (variables, x, weights), jaxpr_xla, (logits_xla, grads_xla) = xla_model
     cpu = models.get_model(name, num_classes=5, kernels="cpu", **MODELS[name][0])
 
-    # The "cpu" model really runs other kernels (the im2col weight gradient is a custom_vjp).
-    jaxpr_cpu = _eval_jaxpr(cpu, variables, x)
-    assert jaxpr_cpu != jaxpr_xla
-    fast_weight_grad = "name=_conv_fast_wgrad"
-    assert fast_weight_grad not in jaxpr_xla
-    assert (fast_weight_grad in jaxpr_cpu) == (forced == "fast_weight_grad")
+    # The "cpu" model really runs other kernels.
+    assert _eval_jaxpr(cpu, variables, x) != jaxpr_xla
 
     logits_cpu, grads_cpu = jax.jit(_train_step(cpu))(variables, x, weights)
     scale = max(1.0, float(jnp.abs(logits_xla).max()))

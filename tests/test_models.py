@@ -102,9 +102,9 @@ def test_matches_torch_in_train_and_eval_mode(case):
 @pytest.mark.parametrize("case", ["unet_transpose", "custom_depth2"])
 def test_parameter_gradients_match_torch(case, kernels, monkeypatch):
     if kernels == "cpu":
-        # Layers this small are below the threshold: force the im2col weight gradient on
-        # every stride-1 convolution.
-        monkeypatch.setattr(cpu_kernels, "FAST_WEIGHT_GRAD_MIN_FLOPS", 0)
+        # Layers this small are below the threshold: force col2im on every transposed
+        # convolution.
+        monkeypatch.setattr(cpu_kernels, "COL2IM_MIN_CHANNELS", 0)
     name, kwargs, shape = CASES[case]
     reference = _reference(name, kwargs)
     variables = torch_models.copy_torch_to_flax(reference)

@@ -116,9 +116,8 @@ def conv2d(
       stride: (sh, sw).
       padding: ((top, bottom), (left, right)) zero padding.
       dilation: (dh, dw) kernel dilation.
-      kernels: "xla", or "cpu" for, in stride-1 layers, the tap matmuls of dilated ones
-        with many input channels (``cpu_kernels.use_tap_matmuls``) and otherwise the im2col
-        weight gradient where ``cpu_kernels.use_fast_weight_grad`` picks it.
+      kernels: "xla", or "cpu" for the tap matmuls of stride-1 dilated convolutions with
+        many input channels (``cpu_kernels.use_tap_matmuls``).
 
     Returns:
       [B, Ho, Wo, Co] output.
@@ -136,14 +135,13 @@ def conv2d(
         # gradient of FCN's 1x1 classifier (2x256x512, 26->32) as a convolution at 4 GFLOP/s,
         # 54 ms of a 0.27 s train step.
         return (x.reshape(-1, x.shape[-1]) @ kernel[0, 0]).reshape(*x.shape[:-1], -1)
-    if kernels == "cpu" and stride == (1, 1):
-        if static_hw and cpu_kernels.use_tap_matmuls(kernel.shape, dilation):
-            return cpu_kernels.conv2d_tap_matmuls(x, kernel, padding, dilation)
-        (top, bottom), (left, right) = padding
-        out_h = x.shape[1] + top + bottom - dilation[0] * (kernel.shape[0] - 1)
-        out_w = x.shape[2] + left + right - dilation[1] * (kernel.shape[1] - 1)
-        if cpu_kernels.use_fast_weight_grad(kernel.shape, out_h * out_w):
-            return cpu_kernels.conv2d_fast_weight_grad(x, kernel, padding, dilation)
+    if (
+        kernels == "cpu"
+        and stride == (1, 1)
+        and static_hw
+        and cpu_kernels.use_tap_matmuls(kernel.shape, dilation)
+    ):
+        return cpu_kernels.conv2d_tap_matmuls(x, kernel, padding, dilation)
     return jax.lax.conv_general_dilated(
         x,
         kernel,
