@@ -199,6 +199,9 @@ class Loop:
     saved_at: float = dataclasses.field(default_factory=time.monotonic)
     # Predicts the val overlays and the report's; compiled once, given each epoch's weights.
     overlay_segmenter: inference.Segmenter | None = None
+    # (step, val metrics) of this invocation's latest validation when it set a new best:
+    # `finish` reuses them if no step came after, instead of restoring and validating again.
+    best_validation: tuple[int, dict] | None = None
 
     def segmenter(self, host_state: state.TrainState) -> inference.Segmenter:
         """A `Segmenter` of `host_state`'s weights that keeps its compiled functions across
@@ -484,6 +487,7 @@ def _end_epoch(loop: Loop, step: int) -> bool:
     stop = loop.early_stopping.update(result["loss"])
     is_best = result["mean_iou"] > loop.best_mean_iou
     loop.best_mean_iou = max(loop.best_mean_iou, result["mean_iou"])
+    loop.best_validation = (step, result) if is_best else None
     loop.save(step, best=is_best)
     if stop:
         loop.bar.write(
@@ -572,16 +576,21 @@ def write_report(loop: Loop, host_state: state.TrainState) -> None:
 
 def finish(loop: Loop, step: int) -> dict:
     """Results of the best checkpoint: results.json and report/ (process 0)."""
-    template = loop.strategy.checkpoint_state(loop.state)
-    best = loop.checkpoints.restore(state.checkpoint_tree(template), which="best")
-    if best is not None:
-        loop.state = loop.strategy.place_state(template.replace(**best[0]))
+    if loop.best_validation is not None and loop.best_validation[0] == step:
+        # The state in hand is the best checkpoint's, and was just validated.
+        metrics = loop.best_validation[1]
+    else:
+        template = loop.strategy.checkpoint_state(loop.state)
+        best = loop.checkpoints.restore(state.checkpoint_tree(template), which="best")
+        if best is not None:
+            loop.state = loop.strategy.place_state(template.replace(**best[0]))
+        metrics = loop.validate()
     record = results.record(
         experiment=loop.config.experiment,
         split=loop.config.data.val_split,
         data=loop.config.data.source,
         label_space=loop.dataset.label_space,
-        metrics=loop.validate(),
+        metrics=metrics,
         steps=step,
         epochs=step / loop.steps_per_epoch,
         train_images_per_sec=loop.throughput.images_per_sec(),

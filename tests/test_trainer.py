@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import checkpoint
+from jaxseg import checkpoint, trainer
 from jaxseg.config import load_config
 from jaxseg.trainer import train_and_evaluate
 
@@ -89,6 +89,44 @@ def test_eval_every_epochs_validates_and_checkpoints_those_epochs_and_the_last(
     assert [r["epoch"] for r in records if "val_loss" in r] == [2, 3]
     assert sorted(set(saved_steps)) == [8, 12]
     assert results["steps"] == 12
+
+
+@pytest.mark.parametrize(
+    ("val_mean_ious", "best_epoch"), [((0.3, 0.5, 0.4), 2), ((0.3, 0.4, 0.5), 3)]
+)
+def test_results_are_the_best_checkpoints(
+    tiny_data, tmp_path, monkeypatch, val_mean_ious, best_epoch
+):
+    """The val mIoU each epoch sees is rigged so that the best epoch is known; results.json
+    holds that epoch's metrics. When it was the last epoch, the state in hand is the best one
+    and its validation is reused: no restore, no fourth validation."""
+    rigged = iter(val_mean_ious)
+    validate = trainer.Loop.validate
+
+    def rigged_validate(self):
+        calls.append("validate")
+        metrics = validate(self)
+        return {**metrics, "mean_iou": next(rigged, metrics["mean_iou"])}
+
+    restore = checkpoint.Checkpoints.restore
+
+    def recording_restore(self, *args, which="latest", **kwargs):
+        calls.append(f"restore {which}")
+        return restore(self, *args, which=which, **kwargs)
+
+    calls = []
+    monkeypatch.setattr(trainer.Loop, "validate", rigged_validate)
+    monkeypatch.setattr(checkpoint.Checkpoints, "restore", recording_restore)
+    results = train_and_evaluate(_config(tiny_data, "train.epochs=3"), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    best = next(r for r in records if r.get("epoch") == best_epoch and "val_loss" in r)
+    assert results["pixel_accuracy"] == pytest.approx(best["val_pixel_accuracy"], abs=1e-7)
+    assert results["steps"] == 12
+    if best_epoch == 3:
+        assert calls.count("validate") == 3 and "restore best" not in calls
+        assert results["mean_iou"] == 0.5
+    else:
+        assert calls.count("validate") == 4 and "restore best" in calls
 
 
 @pytest.fixture(scope="module")
