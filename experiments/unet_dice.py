@@ -4,8 +4,8 @@ otherwise the `unet` experiment.
 Dice scores each class over the whole batch, so rare classes weigh as much as road; the
 cross-entropy keeps the per-pixel signal. See jaxseg/losses.py for both terms.
 Command: python -m jaxseg.train --experiment unet_dice [--data /path/to/idd20kII]
-Synthetic data on a 2-core CPU: about a minute longer than `unet` (its profile: 128x256 inputs, the
-first 10 of 22 epochs at 96x192, base width 16, batch 4).
+Synthetic data on a 2-core CPU: about a minute longer than `unet` (its profile: 128x256
+inputs, the first 10 of 22 epochs at 96x192, base width 16, batch 4).
 """
 
 import ml_collections

@@ -6,13 +6,12 @@ same function. Callers pick once, when they build the model, with :func:`resolve
 
 Stride-1 convolutions keep XLA's own weight gradient: with convolutions off YNNPACK
 (``jaxseg.xla_cpu``), XLA's Eigen kernels were faster than an im2col weight gradient at every
-layer measured (benchmarks/NOTES.md, section 12).
-:func:`conv_transpose_col2im` is a transposed convolution as one matmul plus
-shifted adds, faster than the sub-pixel convolution where channels are many.
-:func:`conv2d_tap_matmuls` is a dilated convolution as one matmul per kernel row over the
-positions where its taps read the input (DeepLabV3's ASPP, whose large rates read mostly
-padding). :func:`materialize` keeps XLA's loop fusion from recomputing a
-ResNet's residual stream in every later block.
+layer measured (benchmarks/NOTES.md, section 12). :func:`conv_transpose_col2im` is a
+transposed convolution as one matmul plus shifted adds, faster than the sub-pixel
+convolution where channels are many. :func:`conv2d_tap_matmuls` is a dilated convolution as
+one matmul per kernel row over the positions where its taps read the input (DeepLabV3's
+ASPP, whose large rates read mostly padding). :func:`materialize` keeps XLA's loop fusion
+from recomputing a ResNet's residual stream in every later block.
 """
 
 import functools
