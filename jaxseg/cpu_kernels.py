@@ -6,30 +6,21 @@ same function. Callers pick once, when they build the model, with :func:`resolve
 
 Stride-1 convolutions keep XLA's own weight gradient: with convolutions off YNNPACK
 (``jaxseg.xla_cpu``), XLA's Eigen kernels were faster than an im2col weight gradient at every
-layer measured (benchmarks/NOTES.md, section 12). :func:`conv_transpose_col2im` is a
-transposed convolution as one matmul plus shifted adds, faster than the sub-pixel
-convolution where channels are many. :func:`conv2d_tap_matmuls` is a dilated convolution as
-one matmul per kernel row over the positions where its taps read the input (DeepLabV3's
-ASPP, whose large rates read mostly padding). :func:`materialize` keeps XLA's loop fusion
-from recomputing a ResNet's residual stream in every later block.
+layer measured (benchmarks/NOTES.md, section 12); transposed convolutions are convolutions
+too (``jaxseg.models.layers.conv_transpose_phases``). :func:`conv2d_tap_matmuls` is a dilated
+convolution as one matmul per kernel row over the positions where its taps read the input
+(DeepLabV3's ASPP, whose large rates read mostly padding). :func:`materialize` keeps XLA's
+loop fusion from recomputing a ResNet's residual stream in every later block.
 """
 
-import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from jaxseg.subpixel import subpixel_taps
-
 KERNELS = ("auto", "cpu", "xla")
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
-
-# "cpu" uses col2im for transposed convolutions from this many input channels. Measured (one
-# thread, fwd+bwd, k3 s2): Ci 512 at 8x16 3.1x faster than sub-pixel, Ci 256 1.3x, Ci 128
-# 1.0x, Ci 64 at 128x256 0.8x; k2 s2 with Ci 128 and 1024: 1.4-1.5x.
-COL2IM_MIN_CHANNELS = 128
 
 # "cpu" computes a dilated stride-1 convolution as one matmul per kernel tap from this many
 # input channels. Measured at batch 2, forward (fwd + weight gradient), XLA's dilated conv
@@ -65,11 +56,6 @@ def resolve(kernels: str) -> str:
 def use_tap_matmuls(kernel_shape: Sequence[int], dilation: tuple[int, int]) -> bool:
     """Whether "cpu" computes a stride-1 convolution by :func:`conv2d_tap_matmuls`."""
     return max(dilation) > 1 and kernel_shape[2] >= TAP_MATMULS_MIN_CHANNELS
-
-
-def use_col2im(in_channels: int) -> bool:
-    """Whether "cpu" computes a transposed convolution by :func:`conv_transpose_col2im`."""
-    return in_channels >= COL2IM_MIN_CHANNELS
 
 
 def _tap_window(tap: int, dilation: int, pad_lo: int, size: int, out: int) -> tuple[int, int, int]:
@@ -160,42 +146,3 @@ def _materialize_bwd(_: None, g: jax.Array) -> tuple[jax.Array]:
 
 
 materialize.defvjp(_materialize_fwd, _materialize_bwd)
-
-
-def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
-    """``ConvTranspose2d`` (output exactly ``stride`` x input) as one matmul plus shifted adds.
-
-    Every input pixel is multiplied by all k*k taps at once ([B*H*W, Ci] @ [Ci, k*k*Co]);
-    output phase (a, b) then sums the taps that land on it (1, 2, 2 and 4 of them for
-    k3 s2 p1), shifted as in :func:`jaxseg.subpixel.subpixel_taps`. This does k*k tap
-    products per pixel where the sub-pixel convolution does J*J*s*s (16 vs 9 for k3 s2), and
-    every gradient is a plain matmul, so on CPU it wins where channels are many and pixels
-    few.
-
-    Args:
-      x: [B, H, W, Ci].
-      kernel: [k, k, Ci, Co] (torch's (Ci, Co, k, k) transposed (2, 3, 0, 1)).
-      stride: s.
-      padding: torch's padding p, with k + output_padding - 2p == s.
-
-    Returns:
-      [B, s*H, s*W, Co].
-    """
-    k, _, ci, co = kernel.shape
-    b, h, w, _ = x.shape
-    index, pad_lo, pad_hi = subpixel_taps(k, stride, padding)
-    taps = jnp.dot(x.reshape(-1, ci), kernel.transpose(2, 0, 1, 3).reshape(ci, k * k * co))
-    taps = taps.reshape(b, h, w, k, k, co)
-    taps = jnp.pad(taps, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi), (0, 0), (0, 0), (0, 0)))
-    phases = []
-    for a in range(stride):
-        for c in range(stride):
-            terms = [
-                taps[:, jy : jy + h, jx : jx + w, ky, kx]
-                for jy, ky in enumerate(index[:, a])
-                for jx, kx in enumerate(index[:, c])
-                if ky < k and kx < k
-            ]
-            phases.append(functools.reduce(jnp.add, terms))
-    y = jnp.stack(phases, axis=3).reshape(b, h, w, stride, stride, co)
-    return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * stride, w * stride, co)

@@ -3,7 +3,7 @@
 Every figure comes from the train step XLA compiles for the config, on one device, without
 running it or allocating its buffers: the state is built abstractly (`jax.eval_shape`) and
 the step is lowered on shapes only. FLOPs are XLA's cost analysis of the compiled step (on
-the CPU they include the extra work of the col2im and tap-matmul kernel formulations). The
+the CPU, of the convolution formulations that ``kernels="cpu"`` picks). The
 peak is the compiled step's memory analysis: arguments (state and batch) + outputs - the
 outputs aliased to donated arguments (the new state reuses the old one's buffers) +
 temporaries.

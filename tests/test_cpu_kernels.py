@@ -5,7 +5,6 @@ with a symbolic batch dimension.
 """
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,16 +14,6 @@ from fixtures.torch_parity import assert_conv_matches
 
 from jaxseg import cpu_kernels, models
 from jaxseg.models import layers
-
-
-@pytest.fixture
-def force(monkeypatch):
-    """Moves the col2im threshold so that tiny test layers take (or skip) it."""
-
-    def set_threshold(*, col2im: bool) -> None:
-        monkeypatch.setattr(cpu_kernels, "COL2IM_MIN_CHANNELS", 0 if col2im else sys.maxsize)
-
-    return set_threshold
 
 
 def test_resolve():
@@ -126,18 +115,18 @@ def test_materialize_is_an_identity_that_xla_keeps_apart():
     np.testing.assert_array_equal(jax.jit(cpu_kernels.materialize)(nan), nan)
 
 
-@pytest.mark.parametrize("col2im", [True, False])  # False: sub-pixel.
+@pytest.mark.parametrize("kernels", ["cpu", "xla"])  # "cpu": phases where k > s.
 @pytest.mark.parametrize(
-    ("kernel_size", "stride", "padding", "output_padding"), [(3, 2, 1, 1), (2, 2, 0, 0)]
+    ("kernel_size", "stride", "padding", "output_padding"),
+    # FCN's and U-Net's, a phase per axis with 2 taps, and one with 1-2 taps whose last
+    # phase's first tap reads before the input (negative padding).
+    [(3, 2, 1, 1), (2, 2, 0, 0), (4, 2, 1, 0), (3, 3, 0, 0), (5, 4, 2, 3)],
 )
-def test_conv_transpose2d_matches_torch(
-    force, kernel_size, stride, padding, output_padding, col2im
-):
+def test_conv_transpose2d_matches_torch(kernel_size, stride, padding, output_padding, kernels):
     torch = pytest.importorskip("torch")
-    force(col2im=col2im)
     x = np.random.default_rng(0).standard_normal((2, 6, 5, 7)).astype(np.float32)
     tconv = torch.nn.ConvTranspose2d(6, 4, kernel_size, stride, padding, output_padding)
-    conv = layers.ConvTranspose2d(4, kernel_size, stride, padding, output_padding, kernels="cpu")
+    conv = layers.ConvTranspose2d(4, kernel_size, stride, padding, output_padding, kernels=kernels)
     assert_conv_matches(tconv, conv, x)
 
 
@@ -167,17 +156,19 @@ def test_cpu_keeps_xla_weight_gradients_of_undilated_convolutions():
         assert "custom_vjp" not in cpu
 
 
-@pytest.mark.parametrize(("channels", "col2im"), [(128, True), (64, False)])
-def test_cpu_uses_col2im_from_128_input_channels(channels, col2im):
-    def uses_col2im(kernels: str) -> bool:
-        conv = layers.ConvTranspose2d(4, kernels=kernels)
-        init = lambda x: conv.init_with_output(jax.random.key(0), x)  # noqa: E731
-        return "conv_general_dilated" not in str(
-            jax.make_jaxpr(init)(jnp.zeros((1, 2, 2, channels)))
-        )
+@pytest.mark.parametrize(("kernel_size", "padding", "convolutions"), [(3, 1, 3), (2, 0, 0)])
+def test_cpu_uses_phases_where_taps_overlap(kernel_size, padding, convolutions):
+    """k3 s2: four phases, the 1x1 one a matmul; k2 s2: the sub-pixel matmul either way."""
 
-    assert uses_col2im("cpu") == col2im
-    assert not uses_col2im("xla")
+    def jaxpr(kernels: str) -> str:
+        conv = layers.ConvTranspose2d(
+            4, kernel_size, 2, padding, output_padding=kernel_size % 2, kernels=kernels
+        )
+        init = lambda x: conv.init_with_output(jax.random.key(0), x)  # noqa: E731
+        return str(jax.make_jaxpr(init)(jnp.zeros((1, 2, 2, 8))))
+
+    assert jaxpr("cpu").count("conv_general_dilated") == convolutions
+    assert jaxpr("xla").count("conv_general_dilated") == (1 if convolutions else 0)
 
 
 @pytest.mark.parametrize("kernel_shape", [(1, 1, 6, 5), (3, 3, 6, 5)])
@@ -201,13 +192,12 @@ def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape):
 
 # Whole models: "cpu" and "xla" compute the same function, and both export.
 
-# Tiny sizes at which "cpu" picks col2im for the first decoder layer (128 input channels).
+# Tiny models whose "cpu" kernels differ from "xla"'s: their decoders' k3 s2 transposed
+# convolutions run as phases.
 MODELS = {
-    "fcn": ({"widths": (4, 8, 8, 8, 128)}, (2, 32, 64, 3)),
-    "unet": ({"base_width": 8}, (2, 32, 32, 3)),
+    "fcn": ({"widths": (4, 8, 8, 8, 16)}, (2, 32, 64, 3)),
+    "custom": ({"depth": 2}, (2, 32, 36, 3)),
 }
-# col2im forced on every transposed convolution; None: the real threshold.
-FORCED = {"thresholds": None, "col2im": True}
 
 
 def _train_step(model):
@@ -244,10 +234,7 @@ def xla_model(request):
     return name, (variables, x, weights), _eval_jaxpr(model, variables, x), outputs
 
 
-@pytest.mark.parametrize("forced", list(FORCED))
-def test_cpu_and_xla_models_compute_the_same(force, xla_model, forced):
-    if FORCED[forced] is not None:
-        force(col2im=FORCED[forced])
+def test_cpu_and_xla_models_compute_the_same(xla_model):
     name, (variables, x, weights), jaxpr_xla, (logits_xla, grads_xla) = xla_model
     cpu = models.get_model(name, num_classes=5, kernels="cpu", **MODELS[name][0])
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import cpu_kernels, models
+from jaxseg import models
 
 torch = pytest.importorskip("torch")
 torch_models = pytest.importorskip("benchmarks.torch_models")
@@ -98,50 +98,59 @@ def test_matches_torch_in_train_and_eval_mode(case):
         np.testing.assert_allclose(value, torch_stats[key], atol=1e-5, err_msg=str(key))
 
 
-# U-Net base 8 at 64x64: torch's own float32 gradients here are 2.55 (0.4% of the largest)
-# from its float64 ones, jaxseg's float32 ones 4e-4; so gradients are compared with torch
-# in float64.
+# Gradients are compared in float64 on both sides. In float32 U-Net base 8 at 64x64 is
+# ill-conditioned: torch's float32 gradients are 2.55 (0.4% of the largest) from its float64
+# ones, jaxseg's 4e-4 on an Intel CPU and 0.35 on an AMD one; in float64 jaxseg's are within
+# 3e-6 of the largest on every case here.
 GRADIENT_CASES = {
     "unet_transpose": CASES["unet_transpose"],
     "custom_depth2": CASES["custom_depth2"],
+    "fcn_tiny": CASES["fcn_tiny"],
     "unet_base8_64x64": ("unet", {"base_width": 8}, (2, 3, 64, 64)),
 }
 
 
 @pytest.mark.parametrize("kernels", ["xla", "cpu"])
 @pytest.mark.parametrize("case", list(GRADIENT_CASES))
-def test_parameter_gradients_match_torch(case, kernels, monkeypatch):
-    if kernels == "cpu":
-        # Layers this small are below the threshold: force col2im on every transposed
-        # convolution.
-        monkeypatch.setattr(cpu_kernels, "COL2IM_MIN_CHANNELS", 0)
+def test_parameter_gradients_match_torch(case, kernels):
     name, kwargs, shape = GRADIENT_CASES[case]
     reference = _reference(name, kwargs)
     variables = torch_models.copy_torch_to_flax(reference)
-    model = models.get_model(name, num_classes=NUM_CLASSES, kernels=kernels, **kwargs)
     rng = np.random.default_rng(1)
-    x = rng.standard_normal(shape).astype(np.float32)
-    weights = rng.standard_normal((shape[0], NUM_CLASSES, *shape[2:])).astype(np.float32)
+    x = rng.standard_normal(shape)
+    weights = rng.standard_normal((shape[0], NUM_CLASSES, *shape[2:]))
 
     reference.double().train()
-    (reference(torch.tensor(x).double()) * torch.tensor(weights).double()).sum().backward()
+    (reference(torch.tensor(x)) * torch.tensor(weights)).sum().backward()
     expected = _flatten(torch_models.copy_torch_to_flax(_GradsAsWeights(reference))["params"])
 
-    def loss(params):
-        logits, _ = model.apply(
-            {"params": params, "batch_stats": variables["batch_stats"]},
-            jnp.asarray(x.transpose(0, 2, 3, 1)),
-            train=True,
-            mutable=["batch_stats"],
+    with jax.enable_x64(True):
+        model = models.get_model(
+            name,
+            num_classes=NUM_CLASSES,
+            kernels=kernels,
+            dtype=jnp.float64,
+            param_dtype=jnp.float64,
+            **kwargs,
         )
-        return jnp.sum(logits * weights.transpose(0, 2, 3, 1))
+        variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
 
-    grads = _flatten(jax.jit(jax.grad(loss))(variables["params"]))
+        def loss(params):
+            logits, _ = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]},
+                jnp.asarray(x.transpose(0, 2, 3, 1)),
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return jnp.sum(logits * weights.transpose(0, 2, 3, 1))
+
+        grads = _flatten(jax.jit(jax.grad(loss))(variables["params"]))
     # Relative to the largest gradient: a conv bias followed by train-mode BatchNorm has a
     # gradient that is zero up to rounding, so its own scale is meaningless.
     scale = max(1.0, max(float(np.abs(g).max()) for g in expected.values()))
     for key, value in grads.items():
-        np.testing.assert_allclose(value, expected[key], atol=1e-4 * scale, err_msg=str(key))
+        assert value.dtype == np.float64, key
+        np.testing.assert_allclose(value, expected[key], atol=1e-5 * scale, err_msg=str(key))
 
 
 def _GradsAsWeights(module):  # noqa: N802 - reads as a wrapper type at the call site.

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import cpu_kernels
-from jaxseg.subpixel import subpixel_taps
 
 Dtype = Any
 Initializer = Any
@@ -199,6 +198,38 @@ class Conv2d(nn.Module):
         return y if bias is None else y + bias
 
 
+def _subpixel_taps(kernel_size: int, stride: int, padding: int) -> tuple[np.ndarray, int, int]:
+    """Maps torch transposed-conv kernel indices onto a stride-1 sub-pixel conv.
+
+    Output index ``s*m + a`` of ``ConvTranspose(k, s, p)`` sums ``x[m - t] * w[s*t + a + p]``
+    over the t with ``0 <= s*t + a + p < k``. With t in [t_lo, t_hi] this is a stride-1
+    correlation over the input padded by (t_hi, -t_lo), whose tap j holds ``t = t_hi - j``.
+
+    Args:
+      kernel_size: k.
+      stride: s.
+      padding: torch's padding p.
+
+    Returns:
+      (index [J, s] into the kernel axis, with ``kernel_size`` meaning "zero tap"; pad_lo;
+      pad_hi).
+    """
+    ts = [
+        (k - a - padding) // stride
+        for a in range(stride)
+        for k in range(kernel_size)
+        if (k - a - padding) % stride == 0
+    ]
+    t_lo, t_hi = min(ts), max(ts)
+    index = np.full((t_hi - t_lo + 1, stride), kernel_size, np.int32)
+    for j in range(t_hi - t_lo + 1):
+        for a in range(stride):
+            k = stride * (t_hi - j) + a + padding
+            if 0 <= k < kernel_size:
+                index[j, a] = k
+    return index, t_hi, -t_lo
+
+
 def conv_transpose_subpixel(
     x: jax.Array, kernel: jax.Array, stride: int, padding: int, *, kernels: str = "xla"
 ) -> jax.Array:
@@ -219,7 +250,7 @@ def conv_transpose_subpixel(
       [B, s*H, s*W, Co].
     """
     k, _, ci, co = kernel.shape
-    index, pad_lo, pad_hi = subpixel_taps(k, stride, padding)
+    index, pad_lo, pad_hi = _subpixel_taps(k, stride, padding)
     taps = index.shape[0]
     zero_padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
     # [J, s, J, s, Ci, Co] -> [Jy, Jx, Ci, a, b, Co] -> [J, J, Ci, s*s*Co].
@@ -231,14 +262,68 @@ def conv_transpose_subpixel(
     return y.reshape(b, h * stride, w * stride, co)
 
 
+def _phase_taps(
+    index: np.ndarray, kernel_size: int, pad_lo: int
+) -> tuple[list[int], int, tuple[int, int]]:
+    """(kernel indices, input rows to skip, (lo, hi) padding) of the stride-1 correlation that
+    computes one output phase along one axis, from that phase's column of
+    :func:`_subpixel_taps`' map."""
+    taps = [j for j, k in enumerate(index) if k < kernel_size]
+    first, last = taps[0], taps[-1]  # Contiguous: the kernel index falls by s per tap.
+    lo = pad_lo - first
+    # Where the phase's first tap reads past the input's start, skip input rows rather than
+    # pad negatively: XLA's CPU weight gradient of an unfused convolution with negative
+    # padding came out wrong outside jit (jax 0.10.2, a one-tap phase).
+    skip = max(0, -lo)
+    lo += skip
+    return [int(k) for k in index[first : last + 1]], skip, (lo, last - first - lo + skip)
+
+
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """``ConvTranspose2d`` (output exactly ``stride`` x input) as one convolution per phase.
+
+    Output phase (a, b), the pixels (s*m + a, s*n + b), sums only the taps that land on it: a
+    stride-1 correlation of the input with those taps (1x1, 1x2, 2x1 and 2x2 of them for k3 s2
+    p1: 9 tap products per input pixel where :func:`conv_transpose_subpixel` does 16). The
+    phases are then interleaved. Each is a small direct convolution (a matmul for 1x1), and
+    so are its gradients, which XLA's CPU backend runs faster than the sub-pixel convolution
+    or a col2im matmul (benchmarks/NOTES.md, section 13). Needs ``k >= stride``, so that
+    every phase has a tap.
+
+    Args:
+      x: [B, H, W, Ci].
+      kernel: [k, k, Ci, Co] (torch's (Ci, Co, k, k) transposed (2, 3, 0, 1)).
+      stride: s.
+      padding: torch's padding p, with k + output_padding - 2p == s.
+
+    Returns:
+      [B, s*H, s*W, Co].
+    """
+    k, _, _, co = kernel.shape
+    b, h, w, _ = x.shape
+    index, pad_lo, _ = _subpixel_taps(k, stride, padding)
+    axes = [_phase_taps(index[:, a], k, pad_lo) for a in range(stride)]
+    phases = [
+        conv2d(
+            x[:, row_skip:, column_skip:],
+            kernel[np.ix_(rows, columns)],
+            padding=(row_padding, column_padding),
+        )
+        for rows, row_skip, row_padding in axes
+        for columns, column_skip, column_padding in axes
+    ]
+    y = jnp.stack(phases, axis=3).reshape(b, h, w, stride, stride, co)
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * stride, w * stride, co)
+
+
 class ConvTranspose2d(nn.Module):
     """``torch.nn.ConvTranspose2d`` whose output is exactly ``stride`` times its input.
 
     "xla" computes it by :func:`conv_transpose_subpixel`; "cpu" by
-    ``cpu_kernels.conv_transpose_col2im`` from ``cpu_kernels.COL2IM_MIN_CHANNELS`` input
-    channels, else sub-pixel with the "cpu" stride-1 convolution. Supports every (k, s, p,
-    output_padding) with ``k + output_padding - 2p == s``, e.g. (3, 2, 1, 1) in the FCN
-    decoder and (2, 2, 0, 0) in U-Net.
+    :func:`conv_transpose_phases` where taps overlap (``kernel_size > stride``), else
+    sub-pixel, which then is a matmul. Supports every (k, s, p, output_padding) with ``k +
+    output_padding - 2p == s``, e.g. (3, 2, 1, 1) in the FCN decoder and (2, 2, 0, 0) in
+    U-Net.
     """
 
     features: int  # Output channels.
@@ -282,8 +367,8 @@ class ConvTranspose2d(nn.Module):
             else None
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        if self.kernels == "cpu" and cpu_kernels.use_col2im(ci):
-            y = cpu_kernels.conv_transpose_col2im(x, kernel, s, p)
+        if self.kernels == "cpu" and k > s:
+            y = conv_transpose_phases(x, kernel, s, p)
         else:
             y = conv_transpose_subpixel(x, kernel, s, p, kernels=self.kernels)
         return y if bias is None else y + bias
