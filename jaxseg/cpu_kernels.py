@@ -9,8 +9,10 @@ Stride-1 convolutions keep XLA's own weight gradient: with convolutions off YNNP
 layer measured (benchmarks/NOTES.md, section 12); transposed convolutions are convolutions
 too (``jaxseg.models.layers.conv_transpose_phases``). :func:`conv2d_tap_matmuls` is a dilated
 convolution as one matmul per kernel row over the positions where its taps read the input
-(DeepLabV3's ASPP, whose large rates read mostly padding). :func:`materialize` keeps XLA's
-loop fusion from recomputing a ResNet's residual stream in every later block.
+(DeepLabV3's ASPP, whose large rates read mostly padding). :func:`strided_weight_grad` is
+the kernel gradient of strided (and transposed) convolutions as a patch matmul.
+:func:`materialize` keeps XLA's loop fusion from recomputing a ResNet's residual stream in
+every later block.
 """
 
 from collections.abc import Sequence
@@ -107,6 +109,44 @@ def conv2d_tap_matmuls(
             part = product[:, :, x0 + dx : x1 + dx, i]
             total += jnp.pad(part, ((0, 0), (y0, out_h - y1), (x0, out_w - x1), (0, 0)))
     return total.astype(x.dtype)
+
+
+def strided_weight_grad(
+    x: jax.Array, dy: jax.Array, kernel_size: int, stride: int, padding: int
+) -> jax.Array:
+    """Kernel gradient of a strided convolution, as one matmul of the output gradient with the
+    input's patches.
+
+    XLA's CPU backend runs this gradient as a convolution with a dilated kernel, at 1.5-2.2x
+    the time of the patch matmul for FCN's stride-2 layers (benchmarks/NOTES.md, section 14).
+    The patches are ``kernel_size**2`` strided slices of the padded input side by side, the
+    size of the output times ``kernel_size**2 * Ci``.
+
+    Args:
+      x: [B, H, W, Ci] input of ``conv2d(x, kernel, stride=(s, s), padding=((p, p), (p, p)))``.
+      dy: [B, Ho, Wo, Co] gradient of its output.
+      kernel_size: k (square kernels).
+      stride: s.
+      padding: p, on every side.
+
+    Returns:
+      [k, k, Ci, Co] gradient of the HWIO kernel.
+    """
+    k, s, p = kernel_size, stride, padding
+    b, out_h, out_w, co = dy.shape
+    ci = x.shape[-1]
+    padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    patches = jnp.concatenate(
+        [
+            padded[:, ky : ky + s * (out_h - 1) + 1 : s, kx : kx + s * (out_w - 1) + 1 : s]
+            for ky in range(k)
+            for kx in range(k)
+        ],
+        axis=-1,
+    ).reshape(-1, k * k * ci)
+    # [Co, k*k*Ci], then transposed: faster than the [k*k*Ci, Co] product (section 7).
+    grad = dy.reshape(-1, co).T @ patches
+    return grad.T.reshape(k, k, ci, co)
 
 
 def _through_a_loop(x: jax.Array) -> jax.Array:

@@ -130,6 +130,47 @@ def test_conv_transpose2d_matches_torch(kernel_size, stride, padding, output_pad
     assert_conv_matches(tconv, conv, x)
 
 
+@pytest.mark.parametrize("kernels", ["cpu", "xla"])  # "cpu": strided_conv2d's gradients.
+@pytest.mark.parametrize(
+    ("kernel_size", "stride", "padding"),
+    # FCN's encoder, ResNet's stem, patches, a phase per axis with 2 taps, and stride 3.
+    [(3, 2, 1), (7, 2, 3), (2, 2, 0), (4, 2, 1), (5, 3, 1)],
+)
+def test_strided_conv2d_matches_torch(kernel_size, stride, padding, kernels):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((2, 7, 12, 6)).astype(np.float32)  # NCHW.
+    tconv = torch.nn.Conv2d(7, 4, kernel_size, stride, padding)
+    conv = layers.Conv2d(4, kernel_size, stride, padding, kernels=kernels)
+    assert layers.strided_by_phases(
+        x.shape[2:], (kernel_size,) * 2, (stride,) * 2, ((padding,) * 2,) * 2, (1, 1)
+    )
+    assert_conv_matches(tconv, conv, x)
+
+
+def test_strided_by_phases_only_where_the_output_is_exactly_a_stride_th():
+    """Else XLA's own gradients: ResNet's 1x1 stride-2 shortcut (no tap for three phases),
+    odd sizes, unequal strides or padding, dilation, stride 1."""
+    same = ((1, 1), (1, 1))
+    assert layers.strided_by_phases((8, 8), (3, 3), (2, 2), same, (1, 1))
+    assert not layers.strided_by_phases((8, 8), (1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1))
+    assert not layers.strided_by_phases((9, 8), (3, 3), (2, 2), same, (1, 1))
+    assert not layers.strided_by_phases((8, 8), (3, 3), (2, 1), same, (1, 1))
+    assert not layers.strided_by_phases((8, 8), (3, 3), (2, 2), ((1, 0), (1, 0)), (1, 1))
+    assert not layers.strided_by_phases((8, 8), (3, 3), (2, 2), same, (2, 2))
+    assert not layers.strided_by_phases((8, 8), (3, 3), (1, 1), same, (1, 1))
+    assert not layers.strided_by_phases((8, 8), (3, 3), (2, 2), ((2, 2), (2, 2)), (1, 1))
+
+    def jaxpr(kernels: str, shape) -> str:
+        loss = lambda k: layers.conv2d(  # noqa: E731
+            jnp.zeros(shape), k, stride=(2, 2), padding=same, kernels=kernels
+        ).sum()
+        return str(jax.make_jaxpr(jax.grad(loss))(jnp.zeros((3, 3, 4, 5))))
+
+    assert "custom_vjp" in jaxpr("cpu", (1, 8, 8, 4))
+    assert "custom_vjp" not in jaxpr("cpu", (1, 9, 8, 4))
+    assert "custom_vjp" not in jaxpr("xla", (1, 8, 8, 4))
+
+
 def _loss(conv):
     return lambda x, k: jnp.sum(conv(x, k).astype(jnp.float32) ** 2)
 
@@ -171,20 +212,24 @@ def test_cpu_uses_phases_where_taps_overlap(kernel_size, padding, convolutions):
     assert jaxpr("xla").count("conv_general_dilated") == (1 if convolutions else 0)
 
 
-@pytest.mark.parametrize("kernel_shape", [(1, 1, 6, 5), (3, 3, 6, 5)])
-def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape):
+@pytest.mark.parametrize(
+    ("kernel_shape", "stride"), [((1, 1, 6, 5), 1), ((3, 3, 6, 5), 1), ((3, 3, 6, 5), 2)]
+)
+def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape, stride):
     """The per-layer choice needs no concrete batch size."""
     k = kernel_shape[0] // 2
 
     def grads(x, kernel):
-        conv = lambda x_, k_: layers.conv2d(x_, k_, padding=((k, k), (k, k)), kernels="cpu")  # noqa: E731
+        conv = lambda x_, k_: layers.conv2d(  # noqa: E731
+            x_, k_, stride=(stride, stride), padding=((k, k), (k, k)), kernels="cpu"
+        )
         return jax.grad(_loss(conv), argnums=(0, 1))(x, kernel)
 
-    x_spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 9, 11, 6"), jnp.float32)
+    x_spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, 10, 12, 6"), jnp.float32)
     k_spec = jax.ShapeDtypeStruct(kernel_shape, jnp.float32)
     exported = jax.export.export(jax.jit(grads), platforms=("cpu",))(x_spec, k_spec)
     kx, kk = jax.random.split(jax.random.key(2))
-    x = jax.random.normal(kx, (3, 9, 11, 6))
+    x = jax.random.normal(kx, (3, 10, 12, 6))
     kernel = jax.random.normal(kk, kernel_shape)
     for got, want in zip(exported.call(x, kernel), jax.jit(grads)(x, kernel), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
@@ -193,7 +238,7 @@ def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape):
 # Whole models: "cpu" and "xla" compute the same function, and both export.
 
 # Tiny models whose "cpu" kernels differ from "xla"'s: their decoders' k3 s2 transposed
-# convolutions run as phases.
+# convolutions run as phases, FCN's encoder as strided_conv2d.
 MODELS = {
     "fcn": ({"widths": (4, 8, 8, 8, 16)}, (2, 32, 64, 3)),
     "custom": ({"depth": 2}, (2, 32, 36, 3)),

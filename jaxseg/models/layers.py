@@ -115,8 +115,9 @@ def conv2d(
       stride: (sh, sw).
       padding: ((top, bottom), (left, right)) zero padding.
       dilation: (dh, dw) kernel dilation.
-      kernels: "xla", or "cpu" for the tap matmuls of stride-1 dilated convolutions with
-        many input channels (``cpu_kernels.use_tap_matmuls``).
+      kernels: "xla", or "cpu" for :func:`strided_conv2d` where :func:`strided_by_phases`
+        holds and the tap matmuls of stride-1 dilated convolutions with many input channels
+        (``cpu_kernels.use_tap_matmuls``).
 
     Returns:
       [B, Ho, Wo, Co] output.
@@ -134,6 +135,12 @@ def conv2d(
         # gradient of FCN's 1x1 classifier (2x256x512, 26->32) as a convolution at 4 GFLOP/s,
         # 54 ms of a 0.27 s train step.
         return (x.reshape(-1, x.shape[-1]) @ kernel[0, 0]).reshape(*x.shape[:-1], -1)
+    if (
+        kernels == "cpu"
+        and static_hw
+        and strided_by_phases(x.shape[1:3], kernel.shape, stride, padding, dilation)
+    ):
+        return strided_conv2d(x, kernel, stride[0], padding[0][0])
     if (
         kernels == "cpu"
         and stride == (1, 1)
@@ -279,26 +286,8 @@ def _phase_taps(
     return [int(k) for k in index[first : last + 1]], skip, (lo, last - first - lo + skip)
 
 
-def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
-    """``ConvTranspose2d`` (output exactly ``stride`` x input) as one convolution per phase.
-
-    Output phase (a, b), the pixels (s*m + a, s*n + b), sums only the taps that land on it: a
-    stride-1 correlation of the input with those taps (1x1, 1x2, 2x1 and 2x2 of them for k3 s2
-    p1: 9 tap products per input pixel where :func:`conv_transpose_subpixel` does 16). The
-    phases are then interleaved. Each is a small direct convolution (a matmul for 1x1), and
-    so are its gradients, which XLA's CPU backend runs faster than the sub-pixel convolution
-    or a col2im matmul (benchmarks/NOTES.md, section 13). Needs ``k >= stride``, so that
-    every phase has a tap.
-
-    Args:
-      x: [B, H, W, Ci].
-      kernel: [k, k, Ci, Co] (torch's (Ci, Co, k, k) transposed (2, 3, 0, 1)).
-      stride: s.
-      padding: torch's padding p, with k + output_padding - 2p == s.
-
-    Returns:
-      [B, s*H, s*W, Co].
-    """
+def _phases(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """The forward pass of :func:`conv_transpose_phases`."""
     k, _, _, co = kernel.shape
     b, h, w, _ = x.shape
     index, pad_lo, _ = _subpixel_taps(k, stride, padding)
@@ -314,6 +303,114 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int, padding:
     ]
     y = jnp.stack(phases, axis=3).reshape(b, h, w, stride, stride, co)
     return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * stride, w * stride, co)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """``ConvTranspose2d`` (output exactly ``stride`` x input) as one convolution per phase.
+
+    Output phase (a, b), the pixels (s*m + a, s*n + b), sums only the taps that land on it: a
+    stride-1 correlation of the input with those taps (1x1, 1x2, 2x1 and 2x2 of them for k3 s2
+    p1: 9 tap products per input pixel where :func:`conv_transpose_subpixel` does 16). The
+    phases are then interleaved. Each is a small direct convolution (a matmul for 1x1), which
+    XLA's CPU backend runs faster than the sub-pixel convolution or a col2im matmul
+    (benchmarks/NOTES.md, section 13). The backward pass is the adjoint strided convolution
+    (:func:`strided_conv2d`) and a patch matmul for the kernel (section 14). Needs
+    ``k >= stride``, so that every phase has a tap.
+
+    Args:
+      x: [B, H, W, Ci].
+      kernel: [k, k, Ci, Co] (torch's (Ci, Co, k, k) transposed (2, 3, 0, 1)).
+      stride: s.
+      padding: torch's padding p, with k + output_padding - 2p == s.
+
+    Returns:
+      [B, s*H, s*W, Co].
+    """
+    return _phases(x, kernel, stride, padding)
+
+
+def _conv_transpose_phases_fwd(x, kernel, stride, padding):
+    return _phases(x, kernel, stride, padding), (x, kernel)
+
+
+def _conv_transpose_phases_bwd(stride, padding, residuals, dy):
+    x, kernel = residuals
+    # A transposed convolution's adjoint is the strided convolution with the same kernel.
+    dx = strided_conv2d(dy, kernel.transpose(0, 1, 3, 2), stride, padding)
+    dk = cpu_kernels.strided_weight_grad(dy, x, kernel.shape[0], stride, padding)
+    return dx, dk.transpose(0, 1, 3, 2)
+
+
+conv_transpose_phases.defvjp(_conv_transpose_phases_fwd, _conv_transpose_phases_bwd)
+
+
+def strided_by_phases(
+    input_hw: tuple[int, int],
+    kernel_shape: Sequence[int],
+    stride: tuple[int, int],
+    padding: Padding,
+    dilation: tuple[int, int],
+) -> bool:
+    """Whether :func:`strided_conv2d` computes this convolution: a square kernel with
+    ``k >= s`` taps, one stride and one padding p on every side, no dilation, and an output of
+    exactly 1/s of the input (which makes its adjoint a :func:`conv_transpose_phases`)."""
+    k, s = kernel_shape[0], stride[0]
+    (top, bottom), (left, right) = padding
+    return (
+        s > 1
+        and stride[1] == s
+        and dilation == (1, 1)
+        and kernel_shape[1] == k >= s
+        and top == bottom == left == right
+        and 0 <= s + 2 * top - k < s
+        and input_hw[0] % s == 0
+        and input_hw[1] % s == 0
+    )
+
+
+def _strided(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    pads = ((padding, padding), (padding, padding))
+    return jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), pads, dimension_numbers=_DIMENSION_NUMBERS
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """A stride-s convolution (:func:`strided_by_phases`) whose gradients avoid XLA's forms.
+
+    The forward pass is XLA's convolution. XLA's CPU backend computes the input gradient as a
+    convolution over the zero-dilated output gradient and the kernel gradient with a dilated
+    kernel; here the input gradient is the adjoint transposed convolution
+    (:func:`conv_transpose_phases`) and the kernel gradient a patch matmul
+    (``cpu_kernels.strided_weight_grad``): 1.5-2x faster for FCN's encoder layers
+    (benchmarks/NOTES.md, section 14).
+
+    Args:
+      x: [B, H, W, Ci], H and W multiples of s.
+      kernel: [k, k, Ci, Co] HWIO kernel.
+      stride: s.
+      padding: p on every side.
+
+    Returns:
+      [B, H/s, W/s, Co].
+    """
+    return _strided(x, kernel, stride, padding)
+
+
+def _strided_conv2d_fwd(x, kernel, stride, padding):
+    return _strided(x, kernel, stride, padding), (x, kernel)
+
+
+def _strided_conv2d_bwd(stride, padding, residuals, dy):
+    x, kernel = residuals
+    dx = conv_transpose_phases(dy, kernel.transpose(0, 1, 3, 2), stride, padding)
+    dk = cpu_kernels.strided_weight_grad(x, dy, kernel.shape[0], stride, padding)
+    return dx, dk
+
+
+strided_conv2d.defvjp(_strided_conv2d_fwd, _strided_conv2d_bwd)
 
 
 class ConvTranspose2d(nn.Module):
