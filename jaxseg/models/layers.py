@@ -264,7 +264,14 @@ def conv_transpose_subpixel(
     sub = zero_padded[index[:, :, None, None], index[None, None, :, :]]
     sub = sub.transpose(0, 2, 4, 1, 3, 5).reshape(taps, taps, ci, stride * stride * co)
     y = conv2d(x, sub, padding=((pad_lo, pad_hi), (pad_lo, pad_hi)), kernels=kernels)
-    b, h, w, _ = y.shape
+    return _depth_to_space(y, stride)
+
+
+def _depth_to_space(y: jax.Array, stride: int) -> jax.Array:
+    """[B, H, W, s*s*C] with channels ordered (a, b, C) to [B, s*H, s*W, C], where channel
+    block (a, b) holds output pixels (s*m + a, s*n + b)."""
+    b, h, w, c = y.shape
+    co = c // (stride * stride)
     y = y.reshape(b, h, w, stride, stride, co).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(b, h * stride, w * stride, co)
 
@@ -288,8 +295,7 @@ def _phase_taps(
 
 def _phases(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
     """The forward pass of :func:`conv_transpose_phases`."""
-    k, _, _, co = kernel.shape
-    b, h, w, _ = x.shape
+    k = kernel.shape[0]
     index, pad_lo, _ = _subpixel_taps(k, stride, padding)
     axes = [_phase_taps(index[:, a], k, pad_lo) for a in range(stride)]
     phases = [
@@ -301,8 +307,7 @@ def _phases(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.A
         for rows, row_skip, row_padding in axes
         for columns, column_skip, column_padding in axes
     ]
-    y = jnp.stack(phases, axis=3).reshape(b, h, w, stride, stride, co)
-    return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * stride, w * stride, co)
+    return _depth_to_space(jnp.concatenate(phases, axis=-1), stride)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
