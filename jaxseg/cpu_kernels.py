@@ -4,17 +4,19 @@ A model built with ``kernels="cpu"`` uses them where they were measured to win; 
 ``kernels="xla"`` it uses the plain formulations of ``jaxseg.models.layers``. Both compute the
 same function. Callers pick once, when they build the model, with :func:`resolve`.
 
-Stride-1 convolutions keep XLA's own weight gradient: with convolutions off YNNPACK
+Stride-1 convolutions keep XLA's own kernels: with convolutions off YNNPACK
 (``jaxseg.xla_cpu``), XLA's Eigen kernels were faster than an im2col weight gradient at every
-layer measured (benchmarks/NOTES.md, section 12); transposed convolutions are convolutions
-too (``jaxseg.models.layers.conv_transpose_phases``). :func:`conv2d_tap_matmuls` is a dilated
-convolution as one matmul per kernel row over the positions where its taps read the input
-(DeepLabV3's ASPP, whose large rates read mostly padding). :func:`strided_weight_grad` is
-the kernel gradient of strided (and transposed) convolutions as a patch matmul.
-:func:`materialize` keeps XLA's loop fusion from recomputing a ResNet's residual stream in
-every later block.
+layer measured (benchmarks/NOTES.md, section 12). From 128 input channels
+:func:`conv2d_in_strips` only hands XLA's weight gradient a larger batch. Transposed
+convolutions are convolutions too (``jaxseg.models.layers.conv_transpose_phases``).
+:func:`conv2d_tap_matmuls` is a dilated convolution as one matmul per kernel row over the
+positions where its taps read the input (DeepLabV3's ASPP, whose large rates read mostly
+padding). :func:`strided_weight_grad` is the kernel gradient of strided (and transposed)
+convolutions as a patch matmul. :func:`materialize` keeps XLA's loop fusion from recomputing
+a ResNet's residual stream in every later block.
 """
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -31,6 +33,14 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 # 1455 -> 1161. With 256-512 channels (ResNet's dilated 3x3s) XLA's forward was as fast or
 # faster: 256 -> 256 rate 2 at 32x64 38 against 52 ms, 512 -> 512 rate 4 122 against 141.
 TAP_MATMULS_MIN_CHANNELS = 1024
+
+# "cpu" computes the kernel gradient of a stride-1 convolution from this many input channels
+# over the batch cut into this many strips of rows (:func:`conv2d_in_strips`). Kernel
+# gradient alone, batch 2, XLA's against 4 strips: 2x128x256 128 -> 128 190 -> 137 ms,
+# 2x64x128 256 -> 256 143 -> 118, 2x32x64 512 -> 512 125 -> 100; with 64 channels at
+# 2x256x512 207 -> 214 (benchmarks/NOTES.md, section 14).
+STRIPS = 4
+STRIPS_MIN_CHANNELS = 128
 
 
 def resolve(kernels: str) -> str:
@@ -58,6 +68,81 @@ def resolve(kernels: str) -> str:
 def use_tap_matmuls(kernel_shape: Sequence[int], dilation: tuple[int, int]) -> bool:
     """Whether "cpu" computes a stride-1 convolution by :func:`conv2d_tap_matmuls`."""
     return max(dilation) > 1 and kernel_shape[2] >= TAP_MATMULS_MIN_CHANNELS
+
+
+def use_strips(
+    x_shape: Sequence[int],
+    kernel_shape: Sequence[int],
+    stride: tuple[int, int],
+    padding: Padding,
+    dilation: tuple[int, int],
+) -> bool:
+    """Whether "cpu" computes a convolution by :func:`conv2d_in_strips`: stride 1, no
+    dilation, from ``STRIPS_MIN_CHANNELS`` input channels, output rows a multiple of
+    ``STRIPS``."""
+    (top, bottom), _ = padding
+    out_h = x_shape[1] + top + bottom - kernel_shape[0] + 1
+    return (
+        stride == (1, 1)
+        and dilation == (1, 1)
+        and kernel_shape[2] >= STRIPS_MIN_CHANNELS
+        and out_h > 0
+        and out_h % STRIPS == 0
+    )
+
+
+def _conv(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv2d_in_strips(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    """A stride-1 convolution whose kernel gradient runs over the batch cut into strips.
+
+    XLA's CPU backend computes a kernel gradient as a convolution with batch and channels
+    swapped, the batch as its innermost, contracted dimension: with batch 2 that packs two
+    numbers at a time. Cutting each image into ``STRIPS`` strips of output rows (each input
+    strip with the rows its taps read above and below) makes the batch ``STRIPS`` times
+    larger for the same sum; the output gradient is only reshaped, the input copied once.
+    The forward pass and the input gradient are XLA's.
+
+    Args:
+      x: [B, H, W, Ci] input.
+      kernel: [kh, kw, Ci, Co] HWIO kernel.
+      padding: ((top, bottom), (left, right)) zero padding; the output's height a multiple
+        of ``STRIPS``.
+
+    Returns:
+      [B, Ho, Wo, Co].
+    """
+    return _conv(x, kernel, padding)
+
+
+def _conv2d_in_strips_fwd(x, kernel, padding):
+    return _conv(x, kernel, padding), (x, kernel)
+
+
+def _conv2d_in_strips_bwd(padding, residuals, dy):
+    x, kernel = residuals
+    dx = jax.vjp(lambda x_: _conv(x_, kernel, padding), x)[1](dy)[0]
+    b, _, w, ci = x.shape
+    kh = kernel.shape[0]
+    _, out_h, out_w, co = dy.shape
+    rows = out_h // STRIPS
+    (top, bottom), columns = padding
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (0, 0), (0, 0)))
+    strips = jnp.stack(
+        [padded[:, j * rows : j * rows + rows + kh - 1] for j in range(STRIPS)], axis=1
+    ).reshape(b * STRIPS, rows + kh - 1, w, ci)
+    dy_strips = dy.reshape(b * STRIPS, rows, out_w, co)
+    strip_padding = ((0, 0), columns)
+    dk = jax.vjp(lambda k_: _conv(strips, k_, strip_padding), kernel)[1](dy_strips)[0]
+    return dx, dk
+
+
+conv2d_in_strips.defvjp(_conv2d_in_strips_fwd, _conv2d_in_strips_bwd)
 
 
 def _tap_window(tap: int, dilation: int, pad_lo: int, size: int, out: int) -> tuple[int, int, int]:

@@ -91,6 +91,39 @@ def test_cpu_uses_tap_matmuls_for_dilated_layers_from_1024_channels():
     assert "conv_general_dilated" in ops(1024, 1)
 
 
+@pytest.mark.parametrize(("height", "kernel_size", "padding"), [(8, 3, 1), (8, 5, 2), (10, 3, 0)])
+def test_conv2d_in_strips_matches_torch(monkeypatch, height, kernel_size, padding):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(cpu_kernels, "STRIPS_MIN_CHANNELS", 0)
+    x = np.random.default_rng(0).standard_normal((2, 5, height, 7)).astype(np.float32)  # NCHW.
+    pads = ((padding, padding), (padding, padding))
+    assert cpu_kernels.use_strips(
+        (2, height, 7, 5), (kernel_size,) * 2 + (5, 6), (1, 1), pads, (1, 1)
+    )
+    tconv = torch.nn.Conv2d(5, 6, kernel_size, padding=padding)
+    conv = layers.Conv2d(6, kernel_size, padding=padding, kernels="cpu")
+    assert_conv_matches(tconv, conv, x)
+
+
+def test_cpu_uses_strips_for_stride_1_layers_from_128_channels():
+    same = ((1, 1), (1, 1))
+    assert cpu_kernels.use_strips((2, 16, 16, 128), (3, 3, 128, 4), (1, 1), same, (1, 1))
+    assert not cpu_kernels.use_strips((2, 16, 16, 64), (3, 3, 64, 4), (1, 1), same, (1, 1))
+    assert not cpu_kernels.use_strips((2, 18, 16, 128), (3, 3, 128, 4), (1, 1), same, (1, 1))
+    assert not cpu_kernels.use_strips((2, 16, 16, 128), (3, 3, 128, 4), (1, 1), same, (2, 2))
+    assert not cpu_kernels.use_strips((2, 16, 16, 128), (3, 3, 128, 4), (2, 2), same, (1, 1))
+
+    def jaxpr(kernels: str, channels: int) -> str:
+        x = jnp.zeros((2, 16, 16, channels))
+        loss = lambda k: layers.conv2d(x, k, padding=same, kernels=kernels).sum()  # noqa: E731
+        return str(jax.make_jaxpr(jax.grad(loss))(jnp.zeros((3, 3, channels, 4))))
+
+    # 2 images of 16 output rows as 8 strips of 4, each with a row above and below.
+    assert "f32[8,6,16,128]" in jaxpr("cpu", 128)
+    assert "f32[8,6,16,64]" not in jaxpr("cpu", 64)
+    assert "f32[8,6,16,128]" not in jaxpr("xla", 128)
+
+
 def test_materialize_is_an_identity_that_xla_keeps_apart():
     """Values and gradients as without it; the while loops that keep a residual stream from
     being fused into every later block survive XLA's simplification."""
@@ -186,7 +219,8 @@ def _weight_grad_jaxpr(kernels: str, x_shape, kernel_shape) -> str:
 
 
 def test_cpu_keeps_xla_weight_gradients_of_undilated_convolutions():
-    """XLA's own weight gradient beats an im2col matmul at every size measured, large or not."""
+    """Below 128 input channels XLA's own weight gradient: it beat an im2col matmul at every
+    size measured, and cutting the batch into strips did not pay at 64 channels."""
     for x_shape, kernel_shape in [
         ((2, 256, 512, 64), (3, 3, 64, 64)),
         ((2, 64, 128, 64), (3, 3, 64, 64)),
@@ -238,10 +272,12 @@ def test_cpu_conv_gradient_exports_with_a_symbolic_batch(kernel_shape, stride):
 # Whole models: "cpu" and "xla" compute the same function, and both export.
 
 # Tiny models whose "cpu" kernels differ from "xla"'s: their decoders' k3 s2 transposed
-# convolutions run as phases, FCN's encoder as strided_conv2d.
+# convolutions run as phases, FCN's encoder as strided_conv2d, U-Net's wide layers'
+# weight gradients in strips.
 MODELS = {
     "fcn": ({"widths": (4, 8, 8, 8, 16)}, (2, 32, 64, 3)),
     "custom": ({"depth": 2}, (2, 32, 36, 3)),
+    "unet": ({"base_width": 32}, (2, 32, 32, 3)),  # Strips from 128 channels.
 }
 
 

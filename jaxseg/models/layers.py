@@ -116,8 +116,9 @@ def conv2d(
       padding: ((top, bottom), (left, right)) zero padding.
       dilation: (dh, dw) kernel dilation.
       kernels: "xla", or "cpu" for :func:`strided_conv2d` where :func:`strided_by_phases`
-        holds and the tap matmuls of stride-1 dilated convolutions with many input channels
-        (``cpu_kernels.use_tap_matmuls``).
+        holds, the tap matmuls of stride-1 dilated convolutions with many input channels
+        (``cpu_kernels.use_tap_matmuls``) and ``cpu_kernels.conv2d_in_strips`` for stride-1
+        undilated ones from 128 input channels (``cpu_kernels.use_strips``).
 
     Returns:
       [B, Ho, Wo, Co] output.
@@ -148,6 +149,12 @@ def conv2d(
         and cpu_kernels.use_tap_matmuls(kernel.shape, dilation)
     ):
         return cpu_kernels.conv2d_tap_matmuls(x, kernel, padding, dilation)
+    if (
+        kernels == "cpu"
+        and static_hw
+        and cpu_kernels.use_strips(x.shape, kernel.shape, stride, padding, dilation)
+    ):
+        return cpu_kernels.conv2d_in_strips(x, kernel, padding)
     return jax.lax.conv_general_dilated(
         x,
         kernel,
