@@ -218,7 +218,7 @@ def strided_weight_grad(
       [k, k, Ci, Co] gradient of the HWIO kernel.
     """
     k, s, p = kernel_size, stride, padding
-    b, out_h, out_w, co = dy.shape
+    _, out_h, out_w, co = dy.shape
     ci = x.shape[-1]
     padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
     patches = jnp.concatenate(
