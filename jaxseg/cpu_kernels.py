@@ -6,8 +6,8 @@ same function. Callers pick once, when they build the model, with :func:`resolve
 
 Stride-1 convolutions keep XLA's own kernels: with convolutions off YNNPACK
 (``jaxseg.xla_cpu``), XLA's Eigen kernels were faster than an im2col weight gradient at every
-layer measured (benchmarks/NOTES.md, section 12). From 128 input channels
-:func:`conv2d_in_strips` only hands XLA's weight gradient a larger batch. Transposed
+layer measured (benchmarks/NOTES.md, section 12). From 64 input channels (on maps not too
+large) :func:`conv2d_in_strips` only hands XLA's weight gradient a larger batch. Transposed
 convolutions are convolutions too (``jaxseg.models.layers.conv_transpose_phases``).
 :func:`conv2d_tap_matmuls` is a dilated convolution as one matmul per kernel row over the
 positions where its taps read the input (DeepLabV3's ASPP, whose large rates read mostly
@@ -34,13 +34,17 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 # faster: 256 -> 256 rate 2 at 32x64 38 against 52 ms, 512 -> 512 rate 4 122 against 141.
 TAP_MATMULS_MIN_CHANNELS = 1024
 
-# "cpu" computes the kernel gradient of a stride-1 convolution from this many input channels
-# over the batch cut into this many strips of rows (:func:`conv2d_in_strips`). Kernel
-# gradient alone, batch 2, XLA's against 4 strips: 2x128x256 128 -> 128 190 -> 137 ms,
-# 2x64x128 256 -> 256 143 -> 118, 2x32x64 512 -> 512 125 -> 100; with 64 channels at
-# 2x256x512 207 -> 214 (benchmarks/NOTES.md, section 14).
+# "cpu" computes the kernel gradient of a stride-1 convolution over the batch cut into this
+# many strips of rows (:func:`conv2d_in_strips`) from this many input channels, where one
+# image's input has at most this many elements (above it, copying the strips costs more than
+# they gain). Kernel gradient alone, batch 2, XLA's against 4 strips: 2x128x256 128 -> 128 190
+# -> 137 ms, 2x64x128 256 -> 256 143 -> 118, 2x32x64 512 -> 512 125 -> 100; 2x256x512 64 ->
+# 64 207 -> 214 and 128 -> 64 364 -> 389 (benchmarks/NOTES.md, section 14). RRCNN's
+# recurrent block (3 uses of one convolution, BatchNorm, ReLU; forward and backward) at
+# 2x128x256 64 -> 64 380 -> 319 ms; at 2x256x512 32 -> 32 419 -> 450 (section 15).
 STRIPS = 4
-STRIPS_MIN_CHANNELS = 128
+STRIPS_MIN_CHANNELS = 64
+STRIPS_MAX_ELEMENTS = 2**22
 
 
 def resolve(kernels: str) -> str:
@@ -78,14 +82,16 @@ def use_strips(
     dilation: tuple[int, int],
 ) -> bool:
     """Whether "cpu" computes a convolution by :func:`conv2d_in_strips`: stride 1, no
-    dilation, from ``STRIPS_MIN_CHANNELS`` input channels, output rows a multiple of
-    ``STRIPS``."""
+    dilation, from ``STRIPS_MIN_CHANNELS`` input channels and up to ``STRIPS_MAX_ELEMENTS``
+    per image, output rows a multiple of ``STRIPS``."""
+    _, h, w, ci = x_shape
     (top, bottom), _ = padding
-    out_h = x_shape[1] + top + bottom - kernel_shape[0] + 1
+    out_h = h + top + bottom - kernel_shape[0] + 1
     return (
         stride == (1, 1)
         and dilation == (1, 1)
-        and kernel_shape[2] >= STRIPS_MIN_CHANNELS
+        and STRIPS_MIN_CHANNELS <= ci
+        and h * w * ci <= STRIPS_MAX_ELEMENTS
         and out_h > 0
         and out_h % STRIPS == 0
     )

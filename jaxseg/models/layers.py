@@ -118,7 +118,7 @@ def conv2d(
       kernels: "xla", or "cpu" for :func:`strided_conv2d` where :func:`strided_by_phases`
         holds, the tap matmuls of stride-1 dilated convolutions with many input channels
         (``cpu_kernels.use_tap_matmuls``) and ``cpu_kernels.conv2d_in_strips`` for stride-1
-        undilated ones from 128 input channels (``cpu_kernels.use_strips``).
+        undilated ones from 64 input channels up to a size (``cpu_kernels.use_strips``).
 
     Returns:
       [B, Ho, Wo, Co] output.
