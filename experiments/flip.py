@@ -1,7 +1,7 @@
 """The study's baseline plus horizontal mirror augmentation.
 
 Command: python -m jaxseg.train --experiment flip [--data /path/to/idd20kII]
-Synthetic data on a 2-core CPU: about 2.5 minutes; val PA .648, mIoU .254.
+Synthetic data on a 2-core CPU: about 2 minutes; val PA .644, mIoU .249.
 On IDD Part II the study reports PA .7546, mIoU .2532 (docs/study.md).
 """
 

@@ -2,7 +2,7 @@
 
 Labels are rotated with nearest sampling; pixels the rotation uncovers are void.
 Command: python -m jaxseg.train --experiment rotation [--data /path/to/idd20kII]
-Synthetic data on a 2-core CPU: about 2.5 minutes; val PA .649, mIoU .270.
+Synthetic data on a 2-core CPU: about 2 minutes; val PA .634, mIoU .245.
 On IDD Part II the study reports PA .8041, mIoU .3533 (docs/study.md).
 """
 

@@ -7,7 +7,7 @@ without --out it goes to the jaxseg cache, where `torchvision:deeplabv3_resnet10
         --torch deeplabv3_resnet101_coco-586e9e4e.pth
 Command: python -m jaxseg.train --experiment transfer --data /path/to/idd20kII
 On synthetic data it starts from a converted randomly initialised torchvision model (needs
-the `torch` extra); about 2.5 minutes on a 2-core CPU, val mIoU .112 (a random backbone
+the `torch` extra); about 2 minutes on a 2-core CPU, val mIoU .112 (a random backbone
 frozen: only the heads learn).
 On IDD Part II the study reports PA .8296, mIoU .4370 (docs/study.md).
 """

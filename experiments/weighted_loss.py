@@ -3,7 +3,7 @@
 On IDD the weights come from the study's pixel counts (docs/study.md); on synthetic data from the
 training split's own counts.
 Command: python -m jaxseg.train --experiment weighted_loss [--data /path/to/idd20kII]
-Synthetic data on a 2-core CPU: about 2.5 minutes; val PA .640, mIoU .251.
+Synthetic data on a 2-core CPU: about 2 minutes; val PA .642, mIoU .252.
 On IDD Part II the study reports PA .7991, mIoU .3444 (docs/study.md).
 """
 
